@@ -1,0 +1,276 @@
+"""The Archive's REST API as the engine needs it: JSON with retries, pagination, auth.
+
+Policy lives here (retry, timeouts, when to authenticate); aiohttp is the transport.
+Authentication is reactive, as in dandi-cli: requests go out anonymously until the server
+answers 401, because a stale token makes *every* request fail (archive-api §4). The token
+is attached per request and only to URLs on the API's own origin, never to the content
+host or to a redirect target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+
+from .errors import AuthenticationError, FailedToConnectError, HTTPError, NotFoundError
+from .instances import Instance
+from .retry import RetryPolicy, parse_retry_after
+
+log = logging.getLogger("dandiget")
+
+#: Transport-level failures that are always worth another attempt.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    aiohttp.ClientConnectionError,
+    aiohttp.ClientPayloadError,
+    asyncio.TimeoutError,
+)
+
+USER_AGENT = "dandiget"
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL, with default ports made explicit."""
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def find_api_key(instance: Instance) -> str | None:
+    """The API key for ``instance``: its own env var, then ``DANDI_API_KEY``, then the keyring.
+
+    Never prompts: dandiget must not hang a cron job or a pipeline waiting for input.
+    """
+    for var in (instance.api_key_env, "DANDI_API_KEY"):
+        value = os.environ.get(var)
+        if value:
+            return value.strip()
+    try:  # optional: only when the user has a keyring configured
+        import keyring
+
+        value = keyring.get_password(f"dandi-api-{instance.name}", "key")
+        if value:
+            return str(value)
+    except Exception:  # keyring missing or misconfigured: not an error for open data
+        pass
+    return None
+
+
+def redact(text: str, token: str | None) -> str:
+    """Remove a secret from text that may end up in a log, record or exception."""
+    if token and token in text:
+        return text.replace(token, "<redacted>")
+    return text
+
+
+class ApiClient:
+    """JSON access to one instance's API over a shared aiohttp session."""
+
+    def __init__(
+        self,
+        instance: Instance,
+        session: aiohttp.ClientSession,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: aiohttp.ClientTimeout | None = None,
+        token: str | None = None,
+        max_pages: int = 1_000_000,
+    ):
+        self.instance = instance
+        self.session = session
+        self.retry = retry or RetryPolicy()
+        self.timeout = timeout or aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
+        self.token = token
+        self.max_pages = max_pages
+        self._api_origin = origin(instance.api)
+        self._auth_lock = asyncio.Lock()
+
+    # ------------------------------------------------------------------ helpers
+
+    def url(self, path: str) -> str:
+        """Absolute URL of an API path such as ``dandisets/000001/``."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return f"{self.instance.api}/{path.lstrip('/')}"
+
+    def auth_headers(self, url: str) -> dict[str, str]:
+        """The Authorization header, but only for URLs on the API's own origin."""
+        if self.token and origin(url) == self._api_origin:
+            return {"Authorization": f"token {self.token}"}
+        return {}
+
+    async def authenticate(self) -> bool:
+        """Pick up an API key after a 401. Returns False when there is none to try."""
+        async with self._auth_lock:
+            if self.token:
+                return True
+            key = find_api_key(self.instance)
+            if not key:
+                return False
+            self.token = key
+            return True
+
+    # ------------------------------------------------------------------ requests
+
+    async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """GET a JSON document, retrying transient failures; 401 triggers authentication."""
+        url = self.url(path)
+        if params:
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+        attempt = 0
+        tried_auth = False
+        while True:
+            attempt += 1
+            try:
+                async with self.session.get(
+                    url,
+                    headers={"Accept": "application/json", **self.auth_headers(url)},
+                    timeout=self.timeout,
+                ) as resp:
+                    status = resp.status
+                    body = await resp.read()
+                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            except TRANSIENT_ERRORS as e:
+                if attempt >= self.retry.attempts:
+                    raise FailedToConnectError(
+                        f"GET {url} failed after {attempt} attempts: {_describe(e)}"
+                    ) from e
+                delay = self.retry.delay(attempt)
+                log.debug("GET %s: %s; retrying in %.1fs", url, _describe(e), delay)
+                await asyncio.sleep(delay)
+                continue
+            if 200 <= status < 300:
+                try:
+                    return json.loads(body)
+                except ValueError as e:
+                    if attempt < self.retry.attempts:
+                        await asyncio.sleep(self.retry.delay(attempt))
+                        continue
+                    raise HTTPError(
+                        f"GET {url} returned invalid JSON: {body[:200]!r}", status=status, url=url
+                    ) from e
+            if status == 401 and not tried_auth and not self.token:
+                tried_auth = True
+                if await self.authenticate():
+                    attempt -= 1
+                    continue
+            if self.retry.is_retryable_status(status) and attempt < self.retry.attempts:
+                delay = self.retry.delay(attempt, retry_after)
+                log.debug("GET %s: HTTP %d; retrying in %.1fs", url, status, delay)
+                await asyncio.sleep(delay)
+                continue
+            raise self._error(status, url, body)
+
+    def _error(self, status: int, url: str, body: bytes) -> HTTPError:
+        text = redact(body[:1024].decode("utf-8", "replace"), self.token)
+        msg = f"Error {status} while sending GET request to {url}: {text}"
+        if status == 401:
+            if self.token:
+                return AuthenticationError(
+                    f"{msg}\nThe API key in use was rejected by {self.instance.api}.",
+                    status=status, url=url)
+            return AuthenticationError(
+                f"{url} requires authentication (embargoed data?). Set "
+                f"{self.instance.api_key_env} or DANDI_API_KEY to an API key for "
+                f"{self.instance.api}.", status=status, url=url)
+        if status == 403:
+            return AuthenticationError(
+                f"{msg}\nYou do not have access to this resource.", status=status, url=url)
+        if status == 404:
+            return _NotFoundHTTP(msg, status=status, url=url)
+        return HTTPError(msg, status=status, url=url)
+
+    async def paginate(self, path: str, params: Mapping[str, Any] | None = None
+                       ) -> AsyncIterator[dict[str, Any]]:
+        """Yield the ``results`` of every page, following ``next`` links sequentially.
+
+        Guards against a server whose ``next`` never ends (a loop, or endless pages).
+        """
+        url: str | None = self.url(path)
+        first_params = params
+        seen: set[str] = set()
+        pages = 0
+        while url:
+            if url in seen:
+                raise HTTPError(f"Pagination loop: {url} was already requested", url=url)
+            seen.add(url)
+            pages += 1
+            if pages > self.max_pages:
+                raise HTTPError(f"More than {self.max_pages} pages from {path}", url=url)
+            page = await self.get_json(url, first_params)
+            first_params = None
+            if not isinstance(page, dict) or not isinstance(page.get("results"), list):
+                raise HTTPError(f"Unexpected page shape from {url}", url=url)
+            for item in page["results"]:
+                yield item
+            nxt = page.get("next")
+            url = nxt if isinstance(nxt, str) and nxt else None
+
+    # ------------------------------------------------------------------ resources
+
+    async def get_dandiset(self, dandiset_id: str) -> dict[str, Any]:
+        try:
+            return await self.get_json(f"dandisets/{dandiset_id}/")
+        except _NotFoundHTTP:
+            raise NotFoundError(
+                f"No such Dandiset: {dandiset_id!r}. Verify the Dandiset ID is correct and "
+                "that you have access. "
+            ) from None
+
+    async def get_version_info(self, dandiset_id: str, version: str) -> dict[str, Any]:
+        try:
+            return await self.get_json(
+                f"dandisets/{dandiset_id}/versions/{version}/info/")
+        except _NotFoundHTTP:
+            raise NotFoundError(f"No such version: {version!r} of Dandiset {dandiset_id}") from None
+
+    async def get_version_metadata(self, dandiset_id: str, version: str) -> dict[str, Any]:
+        return await self.get_json(
+            f"dandisets/{dandiset_id}/versions/{version}/")
+
+    async def get_asset_info(self, asset_id: str) -> dict[str, Any]:
+        try:
+            return await self.get_json(f"assets/{asset_id}/info/")
+        except _NotFoundHTTP:
+            raise NotFoundError(
+                f"No such asset: {asset_id!r}. Verify the asset ID is correct. "
+                "Use 'dandi ls' to list available assets."
+            ) from None
+
+    async def get_version_asset_info(self, dandiset_id: str, version: str,
+                                     asset_id: str) -> dict[str, Any]:
+        try:
+            return await self.get_json(
+                f"dandisets/{dandiset_id}/versions/{version}/assets/{asset_id}/info/")
+        except _NotFoundHTTP:
+            raise NotFoundError(
+                f"No such asset: {asset_id!r} for "
+                f"{self.instance.upper_name}:{dandiset_id}/{version}"
+            ) from None
+
+    def iter_assets(self, dandiset_id: str, version: str, *, page_size: int = 1000,
+                    **filters: str) -> AsyncIterator[dict[str, Any]]:
+        """Every asset of a version with its full metadata, in path order, 1000 a page."""
+        params = {"metadata": "true", "order": "path", "page_size": str(page_size), **filters}
+        return self.paginate(f"dandisets/{dandiset_id}/versions/{version}/assets/", params)
+
+    def iter_zarr_files(self, zarr_id: str, *, limit: int = 1000
+                        ) -> AsyncIterator[dict[str, Any]]:
+        """Every entry of a Zarr, in key order (key-based continuation)."""
+        return self.paginate(f"zarr/{zarr_id}/files/", {"limit": str(limit)})
+
+
+class _NotFoundHTTP(HTTPError):
+    """A 404 from the API, translated into NotFoundError by the resource methods."""
+
+
+def _describe(e: BaseException) -> str:
+    if isinstance(e, asyncio.TimeoutError):
+        return "timed out"
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__

@@ -1,0 +1,48 @@
+"""Every knob of a download in one value object (cf. s3transfer's TransferConfig)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .digests import MiB
+from .retry import RetryPolicy
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ[name])
+    except (KeyError, ValueError):
+        return default
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """Concurrency, part sizes, timeouts and retries for one run."""
+
+    #: Assets transferred at once (``-J N``).
+    jobs: int = 6
+    #: Entries of one Zarr transferred at once (``-J N:M``); None means dandiget's default.
+    jobs_per_zarr: int | None = None
+    #: Upper bound on open HTTP connections across everything (one shared budget).
+    max_connections: int = 64
+    #: Files at least this large are fetched as parallel Range parts.
+    multipart_threshold: int = 32 * MiB
+    #: Parallel Range requests for one large file.
+    parts_per_file: int = 8
+    #: Largest single Range request; dandi-etag parts are split into sub-ranges of this size.
+    range_size: int = 16 * MiB
+    #: Read size from the socket.
+    chunk_size: int = field(default_factory=lambda: _env_int("DANDI_MAX_CHUNK_SIZE", 1 * MiB))
+    connect_timeout: float = 30.0
+    #: Seconds without a single byte before a transfer is considered stalled.
+    read_timeout: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Entries per Zarr listing page (the server caps at 1000).
+    zarr_page_size: int = 1000
+    #: Assets per listing page (the server caps at 1000).
+    asset_page_size: int = 1000
+
+    @property
+    def zarr_jobs(self) -> int:
+        return self.jobs_per_zarr if self.jobs_per_zarr else 32

@@ -1,0 +1,242 @@
+"""dandi-cli's ``dandi.download`` surface, as thin adapters over dandiget's engine.
+
+Switching is one word: ``from dandi.download import download`` becomes
+``from dandiget.download import download``. Same parameters and defaults, with two
+deliberate differences: ``download()`` returns a :class:`~dandiget.report.DownloadReport`
+instead of None (it still raises when anything failed), and ``jobs`` defaults to 6 as on the
+command line (dandi-cli's Python default of 1 was slower for no reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Coroutine, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .download_directory import DownloadDirectory
+from .engine import DownloadOptions, Engine, UrlJob
+from .events import Event, Listener, Totals
+from .localtree import find_local_assets
+from .options import DownloadExisting, DownloadFormat, PathType, SyncMode
+from .progress import (
+    DLState,
+    DownloadProgress,
+    ItemsSummary,
+    ProgressCombiner,
+    PYOUTHelper,
+    pairing,
+)
+from .report import DownloadReport
+from .resolve import ParsedURL, in_download_area, output_prefix
+
+__all__ = [
+    "DLState",
+    "DownloadDirectory",
+    "DownloadExisting",
+    "DownloadFormat",
+    "DownloadProgress",
+    "Downloader",
+    "ItemsSummary",
+    "PYOUTHelper",
+    "PathType",
+    "ProgressCombiner",
+    "SyncMode",
+    "adownload",
+    "download",
+    "pairing",
+]
+
+log = logging.getLogger("dandiget")
+T = TypeVar("T")
+
+
+def _sync_mode(sync: bool | str | SyncMode | None) -> SyncMode | None:
+    if not sync:
+        return None
+    if sync is True:
+        return SyncMode.ASK
+    return SyncMode(str(sync))
+
+
+def build_options(*, existing: DownloadExisting | str = DownloadExisting.ERROR, jobs: int = 6,
+                  jobs_per_zarr: int | None = None, get_metadata: bool = True,
+                  get_assets: bool = True, preserve_tree: bool = False,
+                  sync: bool | str | SyncMode | None = False,
+                  path_type: PathType | str = PathType.EXACT, dry_run: bool = False,
+                  fail_fast: bool = False, zarr_filters: Sequence[Any] = (),
+                  **config: Any) -> DownloadOptions:
+    from .config import TransferConfig
+
+    cfg = TransferConfig(jobs=jobs, jobs_per_zarr=jobs_per_zarr, **config)
+    return DownloadOptions(
+        existing=DownloadExisting(str(existing)), jobs=jobs, jobs_per_zarr=jobs_per_zarr,
+        get_metadata=get_metadata, get_assets=get_assets, preserve_tree=preserve_tree,
+        sync=_sync_mode(sync), path_type=PathType(str(path_type)), dry_run=dry_run,
+        fail_fast=fail_fast, zarr_filters=tuple(zarr_filters), config=cfg)
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """Run to completion, also from code that already runs an event loop (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    result: list[T] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(asyncio.run(coro))
+        except BaseException as e:
+            error.append(e)
+
+    t = threading.Thread(target=target, name="dandiget", daemon=True)
+    t.start()
+    t.join()
+    if error:
+        raise error[0]
+    return result[0]
+
+
+async def adownload(urls: Any, output_dir: str | Path, *,
+                    format: DownloadFormat | str = DownloadFormat.PYOUT,
+                    existing: DownloadExisting | str = DownloadExisting.ERROR,
+                    jobs: int = 6, jobs_per_zarr: int | None = None,
+                    get_metadata: bool = True, get_assets: bool = True,
+                    preserve_tree: bool = False,
+                    sync: bool | str | SyncMode | None = False,
+                    path_type: PathType | str = PathType.EXACT,
+                    dry_run: bool = False, zarr: Sequence[str] = (),
+                    listeners: Sequence[Listener] = ()) -> DownloadReport:
+    """The async twin of :func:`download`, for code that already runs an event loop."""
+    from .render import make_renderer
+
+    fmt = DownloadFormat(str(format))
+    opts = build_options(existing=existing, jobs=jobs, jobs_per_zarr=jobs_per_zarr,
+                         get_metadata=get_metadata, get_assets=get_assets,
+                         preserve_tree=preserve_tree, sync=sync, path_type=path_type,
+                         dry_run=dry_run, fail_fast=fmt is DownloadFormat.DEBUG,
+                         zarr_filters=zarr)
+    renderer = make_renderer(fmt.value)
+    engine = Engine(opts, [renderer, *listeners])
+    renderer.start()
+    try:
+        report = await engine.run(urls, output_dir)
+    except BaseException as e:
+        renderer.finish(getattr(e, "report", None) or engine.report, e)
+        raise
+    renderer.finish(report, None)
+    return report
+
+
+def download(urls: Any, output_dir: str | Path, *,
+             format: DownloadFormat | str = DownloadFormat.PYOUT,
+             existing: DownloadExisting | str = DownloadExisting.ERROR,
+             jobs: int = 6, jobs_per_zarr: int | None = None,
+             get_metadata: bool = True, get_assets: bool = True,
+             preserve_tree: bool = False,
+             sync: bool | str | SyncMode | None = False,
+             path_type: PathType | str = PathType.EXACT,
+             dry_run: bool = False, zarr: Sequence[str] = (),
+             listeners: Sequence[Listener] = ()) -> DownloadReport:
+    """Download DANDI URLs into ``output_dir``; dandi-cli's ``download()`` with a report.
+
+    Raises ``DownloadFailed`` (a ``RuntimeError``, message "Encountered N error(s) while
+    downloading.") when any file failed; its ``report`` attribute lists every outcome.
+    """
+    return run_coroutine(adownload(
+        urls, output_dir, format=format, existing=existing, jobs=jobs,
+        jobs_per_zarr=jobs_per_zarr, get_metadata=get_metadata, get_assets=get_assets,
+        preserve_tree=preserve_tree, sync=sync, path_type=path_type, dry_run=dry_run,
+        zarr=zarr, listeners=listeners))
+
+
+@dataclass
+class Downloader:
+    """dandi-cli's per-URL downloader, as an adapter: records come from dandiget's engine.
+
+    ``download_generator()`` yields dandi-cli's record dicts (``{"path": ..., "status": ...}``)
+    while the engine runs in a background thread.
+    """
+
+    url: ParsedURL
+    output_dir: str | Path
+    existing: DownloadExisting = DownloadExisting.ERROR
+    get_metadata: bool = True
+    get_assets: bool = True
+    preserve_tree: bool = False
+    jobs_per_zarr: int | None = None
+    on_error: str = "raise"
+    jobs: int = 6
+    asset_download_paths: set[str] = field(default_factory=set)
+
+    @property
+    def output_prefix(self) -> Path:
+        return Path(output_prefix(self.url, preserve_tree=self.preserve_tree))
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir) / self.output_prefix
+
+    def is_dandiset_yaml(self) -> bool:
+        return self.url.path == "dandiset.yaml"
+
+    def download_generator(self) -> Iterator[dict[str, Any]]:
+        records: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
+        opts = build_options(existing=self.existing, jobs=self.jobs,
+                             jobs_per_zarr=self.jobs_per_zarr, get_metadata=self.get_metadata,
+                             get_assets=self.get_assets, preserve_tree=self.preserve_tree,
+                             fail_fast=self.on_error == "raise")
+
+        def listener(event: Event) -> None:
+            if isinstance(event, Totals):
+                return
+            body = event.record()
+            if body:
+                records.put({**body, "path": event.path})
+
+        engine = Engine(opts, [listener])
+        job = UrlJob(self.url, Path(self.output_dir),
+                     output_prefix(self.url, preserve_tree=self.preserve_tree))
+
+        async def run() -> None:
+            import aiohttp
+
+            from .transfer import Transferer
+
+            async with aiohttp.ClientSession() as session:
+                engine.session = session
+                engine.transferer = Transferer(session, opts.config)
+                await engine._run_url(job)
+
+        def target() -> None:
+            try:
+                asyncio.run(run())
+            except BaseException as e:
+                records.put(e)
+            finally:
+                records.put(None)
+
+        t = threading.Thread(target=target, daemon=True)
+        t.start()
+        while (item := records.get()) is not None:
+            if isinstance(item, BaseException):
+                t.join()
+                raise item
+            yield item
+        t.join()
+        self.asset_download_paths = set(job.asset_paths)
+
+    def delete_for_sync(self) -> list[Path]:
+        """Local paths under this URL's download area that the run did not download."""
+        if self.url.is_single_asset:
+            return []
+        return [self.output_path / rel for rel in find_local_assets(self.output_path)
+                if rel not in self.asset_download_paths
+                and in_download_area(self.url, rel, preserve_tree=self.preserve_tree)]
+

@@ -1,0 +1,64 @@
+"""Output for logs, cron and pipes: no escape codes, a progress line every few seconds,
+errors as they happen, and the summary at the end."""
+
+from __future__ import annotations
+
+import time
+from typing import IO
+
+from ..events import Done, Event, Failed, Planned, Progress, Skipped, Totals, ZarrUpdate
+from ..humanize import naturalsize
+from ..report import DownloadReport
+
+
+class PlainRenderer:
+    def __init__(self, out: IO[str], interval: float = 10.0):
+        self.out = out
+        self.interval = interval
+        self.t0 = time.monotonic()
+        self.last = self.t0
+        self.files_total = 0
+        self.bytes_total = 0
+        self.files_done = 0
+        self.inflight: dict[str, int] = {}
+        self.bytes_done = 0
+
+    def start(self) -> None:
+        pass
+
+    def _line(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Totals):
+            self.files_total, self.bytes_total = event.files, event.bytes
+        elif isinstance(event, Progress):
+            self.inflight[event.path] = event.done
+        elif isinstance(event, ZarrUpdate):
+            self.inflight[event.path] = int(event.fields.get("done", 0))
+        elif isinstance(event, (Done, Skipped)):
+            size = self.inflight.pop(event.path, None)
+            self.files_done += 1
+            self.bytes_done += event.size or size or 0
+        elif isinstance(event, Failed):
+            self.inflight.pop(event.path, None)
+            self.files_done += 1
+            self._line(f"ERROR {event.path}: {event.message}")
+        elif isinstance(event, Planned):
+            human = "" if event.size is None else f" ({naturalsize(event.size)})"
+            self._line(f"{event.action:8} {event.path}{human}")
+        now = time.monotonic()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._line(self.progress_line(now))
+
+    def progress_line(self, now: float) -> str:
+        done = self.bytes_done + sum(self.inflight.values())
+        rate = done / max(now - self.t0, 1e-6)
+        return (f"{self.files_done}/{self.files_total} files, {naturalsize(done)} of "
+                f"{naturalsize(self.bytes_total)}, {naturalsize(rate)}/s")
+
+    def finish(self, report: DownloadReport | None, error: BaseException | None) -> None:
+        if report is not None:
+            self._line(report.summary())

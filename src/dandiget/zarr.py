@@ -1,0 +1,421 @@
+"""Zarr assets: thousands to millions of small entries, each cheap to fetch.
+
+Per entry: no temporary folder, no lock, no sidecar — one hidden temporary file beside the
+target, renamed into place after its md5 matched. The listing streams (1000 keys a
+request) into a bounded queue that ``jobs_per_zarr`` workers drain, so transfers start on
+the first page. After the entries, local files the server does not have are removed and
+the whole tree is verified against ``dandi:dandi-zarr-checksum`` — also when entries were
+skipped (dandi-cli then verified nothing), from digests already known where possible.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .commit import remove_path, set_mtime
+from .digests import ZARR_EXCLUDED, file_hexdigest, iter_local_zarr, zarr_checksum
+from .errors import ChecksumError, DandigetError
+from .events import Done, Message, Planned, Skipped, Started, Verified, ZarrUpdate
+from .listing import RemoteAsset, ZarrEntry
+from .options import DownloadExisting
+from .paths import check_relpath, temp_name
+from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash
+from .transfer import NullMeter, Source
+
+if TYPE_CHECKING:
+    from .engine import Engine, UrlJob
+
+UPDATE_INTERVAL = 0.5
+
+#: Names that make up a Zarr's metadata (``--zarr metadata``), V2 and V3.
+ZARR_METADATA_NAMES = frozenset({".zattrs", ".zgroup", ".zarray", ".zmetadata", "zarr.json"})
+
+
+@dataclass(frozen=True)
+class ZarrFilter:
+    """One ``--zarr TYPE:PATTERN`` filter; several are OR-combined."""
+
+    type: str  # glob | path | regex | metadata
+    pattern: str = ""
+
+    @classmethod
+    def parse(cls, spec: str) -> ZarrFilter:
+        if spec == "metadata":
+            return cls("metadata")
+        kind, sep, pattern = spec.partition(":")
+        if not sep or kind not in ("glob", "path", "regex"):
+            raise ValueError(f"Invalid Zarr filter {spec!r}: expected glob:PATTERN, "
+                             "path:PATH, regex:REGEX or metadata")
+        if kind == "regex":
+            re.compile(pattern)
+        return cls(kind, pattern)
+
+    def matches(self, key: str) -> bool:
+        if self.type == "metadata":
+            return key.rsplit("/", 1)[-1] in ZARR_METADATA_NAMES
+        if self.type == "path":
+            p = self.pattern.strip("/")
+            return key == p or key.startswith(p + "/")
+        if self.type == "regex":
+            return re.search(self.pattern, key) is not None
+        return _glob_match(self.pattern, key)
+
+
+def _glob_match(pattern: str, key: str) -> bool:
+    """``*`` stays within a path segment, ``**`` crosses segments."""
+    rx = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            rx += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            rx += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            rx += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            rx += "[^/]"
+            i += 1
+        else:
+            rx += re.escape(pattern[i])
+            i += 1
+    return re.fullmatch(rx, key) is not None or fnmatch.fnmatchcase(key, pattern)
+
+
+class ZarrTracker:
+    """O(1)-per-entry accounting, emitted as dandi-cli-shaped Zarr records (throttled)."""
+
+    def __init__(self, engine: Engine, rec: str, size: int):
+        self.engine = engine
+        self.rec = rec
+        self.size = size
+        self.done = self.errored = self.skipped = 0
+        self.bytes = 0
+        self.last = 0.0
+        self.status: str | None = None
+        self.first_error: str | None = None
+
+    def message(self) -> str:
+        parts = [f"{n} {w}" for n, w in ((self.done, "done"), (self.errored, "errored"),
+                                         (self.skipped, "skipped")) if n]
+        return ", ".join(parts)
+
+    def tick(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < UPDATE_INTERVAL:
+            return
+        self.last = now
+        fields: dict[str, Any] = {"done": self.bytes}
+        if self.size:
+            fields["done%"] = 100.0 * self.bytes / self.size
+        if self.status != "downloading" and (self.done or self.errored):
+            self.status = fields["status"] = "downloading"
+        msg = self.message()
+        if msg:
+            fields["message"] = msg
+        self.engine.emit(ZarrUpdate(self.rec, fields))
+
+    def add_bytes(self, n: int) -> None:
+        self.bytes += n
+
+    def entry_done(self) -> None:
+        self.done += 1
+        self.tick()
+
+    def entry_skipped(self, size: int) -> None:
+        self.skipped += 1
+        self.bytes += size
+        self.tick()
+
+    def entry_failed(self, key: str, e: BaseException) -> None:
+        self.errored += 1
+        if self.first_error is None:
+            self.first_error = f"{key}: {e}"
+        self.tick()
+
+
+class _EntryMeter(NullMeter):
+    __slots__ = ("engine", "tracker")
+
+    def __init__(self, engine: Engine, tracker: ZarrTracker):
+        self.engine = engine
+        self.tracker = tracker
+
+    def add(self, n: int) -> None:
+        self.tracker.bytes += n
+        self.engine.report.bytes_transferred += n
+
+    def rollback(self, n: int) -> None:
+        self.tracker.bytes -= n
+
+
+async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target: Path,
+                        rec: str) -> None:
+    """Download (or plan) one Zarr asset into the folder ``target``."""
+    opts = engine.options
+    assert job.client is not None and asset.zarr_id is not None
+    client = job.client
+    filters = [f if isinstance(f, ZarrFilter) else ZarrFilter.parse(f) for f in opts.zarr_filters]
+    partial = bool(filters)
+    if (target.exists() or target.is_symlink()) and not target.is_dir():
+        if opts.existing is DownloadExisting.ERROR:
+            raise FileExistsError(f"File {str(target)!r} already exists where the Zarr goes")
+        if not opts.dry_run:
+            await asyncio.to_thread(remove_path, target)
+    tracker = ZarrTracker(engine, rec, asset.size)
+    state = engine.state
+    records: dict[str, Any] = {}
+    if state is not None:
+        records = job.records if job.records else await asyncio.to_thread(state.load_prefix, rec)
+        if (not partial and opts.existing in (DownloadExisting.REFRESH,
+                                              DownloadExisting.OVERWRITE_DIFFERENT,
+                                              DownloadExisting.SKIP)
+                and asset.zarr_checksum and target.is_dir()):
+            zrow = await asyncio.to_thread(state.get_zarr, rec)
+            if (zrow is not None and zrow.zarr_id == asset.zarr_id
+                    and zrow.checksum == asset.zarr_checksum
+                    and await asyncio.to_thread(_unchanged, target, rec, records, zrow.entries)):
+                reason = "checksum unchanged since the last verified download"
+                if opts.dry_run:
+                    engine.emit(Planned(rec, "skip", asset.size, reason, kind="zarr"))
+                else:
+                    engine.emit(Skipped(rec, reason=reason, size=asset.size, kind="zarr"))
+                engine._count_skip(rec, "zarr", asset.size, reason)
+                return
+    engine.emit(Started(rec, asset.size, kind="zarr"))
+    if not opts.dry_run:
+        target.mkdir(parents=True, exist_ok=True)
+        engine.confinement(job.output_dir).check_dir(target)
+    listed: dict[str, tuple[str, int]] = {}
+    local_md5: dict[str, str] = {}
+    made_dirs: set[Path] = {target}
+    jobs = opts.config.zarr_jobs
+    queue: asyncio.Queue[ZarrEntry | None] = asyncio.Queue(maxsize=jobs * 4)
+    listing_error: list[BaseException] = []
+    base_url = asset.content_url if (asset.content_url and not asset.embargoed) else None
+    if base_url and not base_url.endswith("/"):
+        base_url += "/"
+    would_download = would_bytes = 0
+
+    async def produce() -> None:
+        try:
+            async for item in client.iter_zarr_files(asset.zarr_id,  # type: ignore[arg-type]
+                                                     limit=opts.config.zarr_page_size):
+                entry = ZarrEntry.from_api(item)
+                check_relpath(entry.key, what="Zarr key")
+                if entry.key.split("/")[0] in ZARR_EXCLUDED:
+                    continue
+                if filters and not any(f.matches(entry.key) for f in filters):
+                    continue
+                listed[entry.key] = (entry.md5, entry.size)
+                await queue.put(entry)
+        except BaseException as e:
+            listing_error.append(e)
+        finally:
+            for _ in range(jobs):
+                await queue.put(None)
+
+    async def resolve_entry(key: str) -> str:
+        url = client.url(f"zarr/{asset.zarr_id}/files/?prefix={quote(key, safe='')}&download=true")
+        return await engine.resolve_redirect(client, url)
+
+    meter = _EntryMeter(engine, tracker)
+
+    async def process(entry: ZarrEntry) -> None:
+        nonlocal would_download, would_bytes
+        path = target.joinpath(*entry.key.split("/"))
+        remote = RemoteFile(entry.size, entry.modified, ("md5", entry.md5))
+        local = LocalStat.of(path)
+        erec = f"{rec}/{entry.key}"
+        record = records.get(erec)
+        decision = decide(opts.existing, local, remote, record)
+        if decision.action is Action.HASH:
+            got = await asyncio.to_thread(file_hexdigest, path, "md5")
+            decision = decide_after_hash(remote, got)
+            if decision.action is Action.SKIP:
+                local_md5[entry.key] = got
+                if local is not None and not opts.dry_run:
+                    engine.remember(erec, local, "md5", got)
+        elif (decision.action is Action.SKIP and record is not None and local is not None
+              and record.signature == local.signature()):
+            local_md5[entry.key] = record.digest[1]  # the state vouches: no re-hash
+        if decision.action is Action.ERROR:
+            raise FileExistsError(f"File {str(path)!r} already exists")
+        if decision.action is Action.SKIP:
+            tracker.entry_skipped(entry.size)
+            return
+        if opts.dry_run:
+            would_download += 1
+            would_bytes += entry.size
+            return
+        parent = path.parent
+        if parent not in made_dirs:
+            await asyncio.to_thread(_make_dir, parent, target)
+            engine.confinement(job.output_dir).check_dir(parent)
+            made_dirs.add(parent)
+        temp = parent / temp_name(path.name, entry.md5[:8])
+        source = Source(url=(base_url + quote(entry.key)) if base_url else None,
+                        resolve=lambda: resolve_entry(entry.key))
+        assert engine.transferer is not None
+        await engine.transferer.fetch(source, temp, entry.size, ("md5", entry.md5), meter)
+        if path.is_dir() and not path.is_symlink():
+            await asyncio.to_thread(remove_path, path)
+        os.replace(temp, path)
+        if entry.modified is not None:
+            set_mtime(path, entry.modified)
+        local_md5[entry.key] = entry.md5
+        stat = LocalStat.of(path)
+        if stat is not None:
+            engine.remember(erec, stat, "md5", entry.md5)
+        engine.report.files_downloaded += 1
+        engine.report.bytes_downloaded += entry.size
+        tracker.entry_done()
+
+    async def work() -> None:
+        while True:
+            entry = await queue.get()
+            if entry is None:
+                return
+            try:
+                await process(entry)
+            except FileExistsError:
+                raise  # dandi-cli aborts the whole Zarr here
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                tracker.entry_failed(entry.key, e)
+
+    producer = asyncio.create_task(produce())
+    workers = [asyncio.create_task(work()) for _ in range(jobs)]
+    try:
+        await asyncio.gather(producer, *workers)
+    except BaseException:
+        for t in (producer, *workers):
+            t.cancel()
+        await asyncio.gather(producer, *workers, return_exceptions=True)
+        raise
+    if listing_error:
+        raise listing_error[0]
+
+    if opts.dry_run:
+        action = "download" if would_download else "skip"
+        engine.emit(Planned(rec, action, would_bytes,
+                            f"{would_download} entries to download, {tracker.skipped} skipped",
+                            kind="zarr"))
+        engine.report.files_downloaded += would_download
+        engine.report.bytes_downloaded += would_bytes
+        engine.report.files_skipped += tracker.skipped
+        engine.outcome(rec, "would-download" if would_download else "would-skip", "zarr",
+                       would_bytes, tracker.message())
+        return
+
+    tracker.tick(force=True)
+    if tracker.errored:
+        raise DandigetError(f"{tracker.message()}; first error: {tracker.first_error}")
+
+    if not partial:
+        deleted = await asyncio.to_thread(_remove_extras, target, set(listed))
+        if deleted:
+            engine.emit(Message(rec, status="deleting extra files"))
+    # Verify the tree against the server's checksum, whatever was skipped.
+    checksum_note = ""
+    if partial:
+        checksum_note = "partial download: Zarr checksum not verified"
+        engine.emit(Verified(rec, "-"))
+    elif asset.zarr_checksum is None:
+        checksum_note = "server has no Zarr checksum yet: not verified"
+        engine.emit(Verified(rec, "-"))
+    else:
+        local = await asyncio.to_thread(_local_checksum, target, listed, local_md5)
+        if local != asset.zarr_checksum:
+            raise ChecksumError("Zarr checksum", local, asset.zarr_checksum)
+        engine.emit(Verified(rec, "ok"))
+        if state is not None:
+            await asyncio.to_thread(state.record_zarr, rec, asset.zarr_id, local, len(listed))
+    message = tracker.message() or "empty Zarr"
+    if checksum_note:
+        message = f"{message}; {checksum_note}"
+    if tracker.done == 0 and tracker.skipped:
+        engine.emit(Skipped(rec, reason=message, size=asset.size, kind="zarr"))
+        engine._count_skip(rec, "zarr", asset.size, message)
+        return
+    engine.emit(Done(rec, asset.size, message=message, kind="zarr"))
+    engine.outcome(rec, "downloaded", "zarr", asset.size, message)
+
+
+def _unchanged(root: Path, rec: str, records: dict[str, Any], expected: int) -> bool:
+    """True when the local Zarr holds exactly the recorded files, none touched since."""
+    seen = 0
+    for key, path in iter_local_zarr(root):
+        r = records.get(f"{rec}/{key}")
+        if r is None:
+            return False
+        try:
+            st = path.stat()
+        except OSError:
+            return False
+        if (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns) != r.signature:
+            return False
+        seen += 1
+    return seen == expected
+
+
+def _make_dir(parent: Path, root: Path) -> None:
+    """Create an entry's folder; a local file in the way (inside the Zarr) is replaced."""
+    probe = parent
+    while probe != root and not probe.exists():
+        probe = probe.parent
+    if probe != root and not probe.is_dir():
+        probe.unlink()
+    parent.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_extras(root: Path, keys: set[str]) -> int:
+    """Delete local files the server does not list; prune folders left empty."""
+    deleted = 0
+    for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
+        rel_dir = os.path.relpath(dirpath, root)
+        rel_parts = [] if rel_dir == "." else rel_dir.split(os.sep)
+        if any(p in ZARR_EXCLUDED for p in rel_parts):
+            continue
+        for name in filenames:
+            if name in ZARR_EXCLUDED or (rel_parts == [] and name in ZARR_EXCLUDED):
+                continue
+            key = "/".join([*rel_parts, name])
+            if key not in keys:
+                os.unlink(os.path.join(dirpath, name))
+                deleted += 1
+        if rel_parts:
+            try:
+                os.rmdir(dirpath)  # only succeeds when empty
+            except OSError:
+                pass
+    return deleted
+
+
+def _local_checksum(root: Path, listed: dict[str, tuple[str, int]],
+                    known: dict[str, str]) -> str:
+    """Checksum of the local tree for the listed keys, hashing only unverified files."""
+    entries = []
+    for key in listed:
+        path = root.joinpath(*key.split("/"))
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            continue
+        md5 = known.get(key) or file_hexdigest(path, "md5")
+        entries.append((key, md5, size))
+    return zarr_checksum(entries)
+
+
+__all__ = ["ZarrFilter", "download_zarr"]

@@ -1,0 +1,33 @@
+"""Shared helpers for the engine tests (the archive fixtures come from dandiget.testing)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dandiget.instances import register_instance, unregister_instance
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file below ``root`` (posix relative path -> bytes), skipping dandiget's state."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if p.is_file() and not rel.startswith(".dandiget") and "/.dandiget/" not in rel:
+            out[rel] = p.read_bytes()
+    return out
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+@pytest.fixture
+def dandi_url(text_archive) -> Iterator[str]:
+    """``dandi://<name>`` of the text archive, registered as a known instance."""
+    register_instance(text_archive.instance)
+    yield f"dandi://{text_archive.instance.name}"
+    unregister_instance(text_archive.instance.name)

@@ -1,0 +1,156 @@
+"""Staged faults: every failure leaves either the right bytes or a clear error, and never a
+truncated or unverified file at a final path."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from dandiget.digests import MiB
+from dandiget.download import download
+from dandiget.errors import DownloadFailed
+from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec
+
+BIG = 70 * MiB  # two dandi-etag parts: exercises parallel Range parts
+
+
+@pytest.fixture
+def big_archive(archive_factory, dandi_register):
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000004",
+        assets=[BlobSpec(path="big.bin", size=BIG, seed=3),
+                BlobSpec(path="small.txt", content=b"hello world\n" * 100)])]))
+    dandi_register(archive)
+    return archive
+
+
+@pytest.fixture
+def dandi_register():
+    from dandiget.instances import register_instance, unregister_instance
+
+    names = []
+
+    def register(archive):
+        register_instance(archive.instance)
+        names.append(archive.instance.name)
+
+    yield register
+    for n in names:
+        unregister_instance(n)
+
+
+def url(archive, suffix: str = "") -> str:
+    return f"dandi://{archive.instance.name}/000004{suffix}"
+
+
+def expected_md5(archive, path: str) -> str:
+    info = archive.asset("000004", path)
+    return info.digests.get("dandi:dandi-etag") or info.digests.get("dandi-etag")
+
+
+def file_etag(p: Path) -> str:
+    from dandiget.digests import file_dandi_etag
+
+    return file_dandi_etag(p)
+
+
+def assert_complete(archive, out: Path) -> None:
+    for name in ("big.bin", "small.txt"):
+        p = out / "000004" / name
+        assert file_etag(p) == expected_md5(archive, name)
+    assert not list((out / "000004").glob("*dandiget-part*"))
+
+
+@pytest.mark.parametrize("fault", [
+    {"drop_after": 3 * MiB, "times": 3},
+    {"status": 503, "retry_after": "0", "times": 2},
+    {"status": 500, "times": 2},
+    {"status": 429, "times": 1},
+    {"short_body": True, "times": 2},
+    {"ignore_range": True, "times": 2},
+    {"wrong_content_range": True, "times": 2},
+])
+def test_transient_content_faults_recover(big_archive, tmp_path, fault) -> None:
+    f = big_archive.inject(r"/blobs/", host="content", **fault)
+    download(url(big_archive), tmp_path, format="plain")
+    assert_complete(big_archive, tmp_path)
+    assert f.hits >= 1
+
+
+def test_api_faults_recover(big_archive, tmp_path) -> None:
+    f = big_archive.inject(r"/assets/", host="api", status=503, times=2)
+    download(url(big_archive), tmp_path, format="plain")
+    assert_complete(big_archive, tmp_path)
+    assert f.hits == 2
+
+
+def test_corrupt_bytes_never_reach_final_path(big_archive, tmp_path) -> None:
+    target = tmp_path / "000004" / "small.txt"
+    target.parent.mkdir(parents=True)
+    target.write_bytes(b"my precious local file")
+    big_archive.inject(r"/blobs/", host="content", corrupt=True)
+    with pytest.raises(DownloadFailed) as exc:
+        download(url(big_archive), tmp_path, format="plain", existing="overwrite")
+    assert target.read_bytes() == b"my precious local file"
+    assert not (tmp_path / "000004" / "big.bin").exists()
+    messages = " ".join(o.message for o in exc.value.report.errors)
+    assert "dandi-etag: downloaded" in messages
+
+
+def test_resume_after_interruption(big_archive, tmp_path) -> None:
+    """A run cut off mid-file leaves a hidden partial that the next run continues."""
+    big_archive.inject(r"/blobs/", host="content", drop_after=5 * MiB)  # always
+    with pytest.raises(DownloadFailed):
+        download(url(big_archive), tmp_path, format="plain")
+    assert not (tmp_path / "000004" / "big.bin").exists()
+    partials = list((tmp_path / "000004").glob(".big.bin.*dandiget-part"))
+    assert partials, "the interrupted download must leave a resumable partial"
+    big_archive.clear_faults()
+    big_archive.clear_requests()
+    download(url(big_archive), tmp_path, format="plain")
+    assert_complete(big_archive, tmp_path)
+    fetched = sum(1 for q in big_archive.requests if q.host == "content")
+    assert fetched >= 1
+
+
+def test_token_never_reaches_content_host(archive_factory, dandi_register, tmp_path,
+                                          monkeypatch) -> None:
+    from dandiget.testing import UserSpec
+
+    token = "b" * 40
+    archive = archive_factory(ArchiveSpec(
+        dandisets=[DandisetSpec(identifier="000005", embargoed=True, owners=["alice"],
+                                assets=[BlobSpec(path="secret.nwb", content=b"s" * 1000)])],
+        users=[UserSpec(name="alice", token=token)]))
+    dandi_register(archive)
+    u = f"dandi://{archive.instance.name}/000005"
+    monkeypatch.delenv("DANDI_API_KEY", raising=False)
+    with pytest.raises(Exception, match="DANDI_API_KEY"):
+        download(u, tmp_path / "anon", format="plain")
+    monkeypatch.setenv("DANDI_API_KEY", token)
+    download(u, tmp_path / "auth", format="plain")
+    assert (tmp_path / "auth/000005/secret.nwb").read_bytes() == b"s" * 1000
+    content = [q for q in archive.requests if q.host == "content"]
+    assert content and not any("authorization" in {k.lower() for k in q.headers}
+                               for q in content)
+    api_auth = [q for q in archive.requests if q.host == "api"
+                and any(k.lower() == "authorization" for k in q.headers)]
+    assert api_auth
+
+
+def test_unsafe_paths_are_refused(archive_factory, dandi_register, tmp_path) -> None:
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000006",
+        assets=[BlobSpec(path="ok.txt", content=b"fine"),
+                BlobSpec(path="a/../../escape.txt", content=b"evil")])]))
+    dandi_register(archive)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(DownloadFailed) as exc:
+        download(f"dandi://{archive.instance.name}/000006", out, format="plain")
+    assert (out / "000006" / "ok.txt").read_bytes() == b"fine"
+    assert not (tmp_path / "escape.txt").exists() and not (out / "escape.txt").exists()
+    assert "Refusing" in exc.value.report.errors[0].message
+    _ = hashlib
