@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-import yaml
-
+from dandiget.dandiset_yaml import read_dandiset_yaml
 from dandiget.download import DownloadExisting, download
 from dandiget.errors import DownloadFailed, NotFoundError
 from dandiget.listing import parse_datetime
@@ -32,7 +31,7 @@ def test_download_dandiset(text_archive, tmp_path: Path) -> None:
     report = get(f"{text_archive.api_url}/dandisets/000001/", tmp_path)
     files = tree(tmp_path / "000001")
     assert {k: v for k, v in files.items() if k != "dandiset.yaml"} == TEXT
-    md = yaml.safe_load((tmp_path / "000001" / "dandiset.yaml").read_text())
+    md = read_dandiset_yaml(tmp_path / "000001" / "dandiset.yaml")
     assert md["identifier"].endswith(":000001")
     assert report.files_downloaded == 5 and report.ok
     # mtime comes from blobDateModified
@@ -101,7 +100,7 @@ def test_preserve_tree(text_archive, dandi_url, tmp_path, suffix, expected) -> N
 def test_dandiset_yaml_item(text_archive, dandi_url, tmp_path) -> None:
     get(f"{dandi_url}/000001/dandiset.yaml", tmp_path)
     assert set(tree(tmp_path)) == {"dandiset.yaml"}
-    md = yaml.safe_load((tmp_path / "dandiset.yaml").read_text())
+    md = read_dandiset_yaml(tmp_path / "dandiset.yaml")
     assert md["id"].endswith(":000001/draft")
 
 
