@@ -8,7 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from dandiget.config import TransferConfig
 from dandiget.instances import register_instance, unregister_instance
+from dandiget.retry import RetryPolicy
+
+#: Retries without the production back-off, so fault tests stay fast.
+FAST = TransferConfig(retry=RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05))
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -10,6 +10,7 @@ command line (dandi-cli's Python default of 1 was slower for no reason).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import queue
 import threading
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .config import TransferConfig
 from .download_directory import DownloadDirectory
 from .engine import DownloadOptions, Engine, UrlJob
 from .events import Event, Listener, Totals
@@ -69,10 +71,8 @@ def build_options(*, existing: DownloadExisting | str = DownloadExisting.ERROR, 
                   sync: bool | str | SyncMode | None = False,
                   path_type: PathType | str = PathType.EXACT, dry_run: bool = False,
                   fail_fast: bool = False, zarr_filters: Sequence[Any] = (),
-                  **config: Any) -> DownloadOptions:
-    from .config import TransferConfig
-
-    cfg = TransferConfig(jobs=jobs, jobs_per_zarr=jobs_per_zarr, **config)
+                  config: TransferConfig | None = None) -> DownloadOptions:
+    cfg = dataclasses.replace(config or TransferConfig(), jobs=jobs, jobs_per_zarr=jobs_per_zarr)
     return DownloadOptions(
         existing=DownloadExisting(str(existing)), jobs=jobs, jobs_per_zarr=jobs_per_zarr,
         get_metadata=get_metadata, get_assets=get_assets, preserve_tree=preserve_tree,
@@ -84,7 +84,10 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     """Run to completion, also from code that already runs an event loop (Jupyter)."""
     try:
         asyncio.get_running_loop()
+        in_loop = True
     except RuntimeError:
+        in_loop = False
+    if not in_loop:
         return asyncio.run(coro)
     result: list[T] = []
     error: list[BaseException] = []
@@ -112,7 +115,8 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                     sync: bool | str | SyncMode | None = False,
                     path_type: PathType | str = PathType.EXACT,
                     dry_run: bool = False, zarr: Sequence[str] = (),
-                    listeners: Sequence[Listener] = ()) -> DownloadReport:
+                    listeners: Sequence[Listener] = (),
+                    config: TransferConfig | None = None) -> DownloadReport:
     """The async twin of :func:`download`, for code that already runs an event loop."""
     from .render import make_renderer
 
@@ -121,7 +125,7 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                          get_metadata=get_metadata, get_assets=get_assets,
                          preserve_tree=preserve_tree, sync=sync, path_type=path_type,
                          dry_run=dry_run, fail_fast=fmt is DownloadFormat.DEBUG,
-                         zarr_filters=zarr)
+                         zarr_filters=zarr, config=config)
     renderer = make_renderer(fmt.value)
     engine = Engine(opts, [renderer, *listeners])
     renderer.start()
@@ -143,17 +147,20 @@ def download(urls: Any, output_dir: str | Path, *,
              sync: bool | str | SyncMode | None = False,
              path_type: PathType | str = PathType.EXACT,
              dry_run: bool = False, zarr: Sequence[str] = (),
-             listeners: Sequence[Listener] = ()) -> DownloadReport:
+             listeners: Sequence[Listener] = (),
+             config: TransferConfig | None = None) -> DownloadReport:
     """Download DANDI URLs into ``output_dir``; dandi-cli's ``download()`` with a report.
 
     Raises ``DownloadFailed`` (a ``RuntimeError``, message "Encountered N error(s) while
     downloading.") when any file failed; its ``report`` attribute lists every outcome.
+    ``dry_run`` plans without writing; ``zarr`` takes ``--zarr`` filters; ``listeners``
+    receive every engine event; ``config`` tunes connections, part sizes and retries.
     """
     return run_coroutine(adownload(
         urls, output_dir, format=format, existing=existing, jobs=jobs,
         jobs_per_zarr=jobs_per_zarr, get_metadata=get_metadata, get_assets=get_assets,
         preserve_tree=preserve_tree, sync=sync, path_type=path_type, dry_run=dry_run,
-        zarr=zarr, listeners=listeners))
+        zarr=zarr, listeners=listeners, config=config))
 
 
 @dataclass

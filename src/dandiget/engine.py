@@ -303,15 +303,18 @@ class Engine:
                     return
             if self.options.dry_run:
                 self.emit(Planned(rec, "download", None, "metadata", kind="dandiset.yaml"))
+                self.report.files_downloaded += 1
                 self.outcome(rec, "would-download", "dandiset.yaml")
                 return
             job.output_path.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_dandiset_yaml, target, metadata,
                                     mtime or datetime.now(timezone.utc))
+            size = target.stat().st_size
             self.report.files_downloaded += 1
-            self.emit(Done(rec, message="updated" if existing_yaml != metadata else "same",
+            self.report.bytes_downloaded += size
+            self.emit(Done(rec, size, message="updated" if existing_yaml != metadata else "same",
                            kind="dandiset.yaml"))
-            self.outcome(rec, "downloaded", "dandiset.yaml", target.stat().st_size)
+            self.outcome(rec, "downloaded", "dandiset.yaml", size)
         except (OSError, ValueError) as e:
             self._fail(rec, e, "dandiset.yaml")
 

@@ -52,10 +52,10 @@ class LocalStat:
         """Stat a path (following symlinks; a broken symlink still "exists"), or None."""
         try:
             st = os.stat(path)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             try:
                 os.lstat(path)
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):
                 return None
             return cls(size=-1, mtime_ns=0, ino=0, ctime_ns=0, is_symlink=True)
         import stat as _stat
