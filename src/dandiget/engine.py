@@ -52,7 +52,7 @@ from .listing import BadAsset, RemoteAsset, iter_selected_assets, parse_datetime
 from .localtree import find_local_assets
 from .options import DownloadExisting, PathType, SyncMode
 from .paths import Confinement, safe_join, temp_name
-from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash
+from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash, to_ns
 from .report import DownloadReport, FileOutcome
 from .resolve import (
     ParsedURL,
@@ -63,11 +63,15 @@ from .resolve import (
     resolve_url,
 )
 from .state import FileRow, LocalState
-from .transfer import Source, Transferer, discard, display_url
+from .transfer import SMALL_OBJECT, Source, Transferer, discard, display_url, write_verified
 
 log = logging.getLogger("dandiget")
 
 PROGRESS_INTERVAL = 0.2  # seconds between progress events for one file
+#: Files at least this large are fsynced before the rename, so that even a power loss
+#: cannot leave a truncated large file at its final path. Smaller files rely on the
+#: filesystem's ordering (and are re-checked by size on the next run).
+FSYNC_THRESHOLD = 8 << 20
 
 
 @dataclass
@@ -277,6 +281,8 @@ class Engine:
             return
         target = job.output_path / "dandiset.yaml"
         mtime = parse_datetime(job.dandiset.get("modified"))
+        self._totals_files += 1  # the summary counts dandiset.yaml as a file, like a row
+        self.emit(Totals("", self._totals_files, self._totals_bytes))
         self.emit(Message(rec, message="updating"))
         try:
             existing_yaml = None
@@ -310,6 +316,8 @@ class Engine:
             await asyncio.to_thread(write_dandiset_yaml, target, metadata,
                                     mtime or datetime.now(timezone.utc))
             size = target.stat().st_size
+            self._totals_bytes += size
+            self.emit(Totals("", self._totals_files, self._totals_bytes))
             self.report.files_downloaded += 1
             self.report.bytes_downloaded += size
             self.emit(Done(rec, size, message="updated" if existing_yaml != metadata else "same",
@@ -442,12 +450,21 @@ class Engine:
         assert self.transferer is not None
         source = self.source_for(job, asset)
         meter = FileMeter(self, rec, asset.size)
-        await self.transferer.fetch(source, temp, asset.size, ("dandi-etag", etag), meter)
-        self.emit(Verified(rec, "ok"))
-        self.emit(Message(rec, status="setting mtime"))
-        await asyncio.to_thread(commit_file, temp, target, asset.mtime,
-                                sync=asset.size >= (1 << 20))
-        discard(temp)  # the part journal, if any
+        mtime = asset.mtime
+        if asset.size <= SMALL_OBJECT:
+            data = await self.transferer.fetch_small(source, asset.size, ("dandi-etag", etag),
+                                                     meter)
+            self.emit(Verified(rec, "ok"))
+            self.emit(Message(rec, status="setting mtime"))
+            await asyncio.to_thread(write_verified, temp, target, data,
+                                    to_ns(mtime) if mtime is not None else None)
+        else:
+            await self.transferer.fetch(source, temp, asset.size, ("dandi-etag", etag), meter)
+            self.emit(Verified(rec, "ok"))
+            self.emit(Message(rec, status="setting mtime"))
+            await asyncio.to_thread(commit_file, temp, target, mtime,
+                                    sync=asset.size >= FSYNC_THRESHOLD)
+            discard(temp)  # the part journal, if any
         stat = LocalStat.of(target)
         if stat is not None:
             self.remember(rec, stat, "dandi-etag", etag, asset.asset_id)

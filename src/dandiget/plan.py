@@ -13,6 +13,7 @@ file and asks :func:`decide_after_hash`.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from enum import Enum
@@ -51,18 +52,17 @@ class LocalStat:
     def of(cls, path: str | os.PathLike[str]) -> LocalStat | None:
         """Stat a path (following symlinks; a broken symlink still "exists"), or None."""
         try:
-            st = os.stat(path)
+            st = os.lstat(path)  # one syscall for the common cases: missing, or a plain file
         except (FileNotFoundError, NotADirectoryError):
+            return None
+        is_link = stat.S_ISLNK(st.st_mode)
+        if is_link:
             try:
-                os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                return None
-            return cls(size=-1, mtime_ns=0, ino=0, ctime_ns=0, is_symlink=True)
-        import stat as _stat
-
-        is_link = os.path.islink(path)
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):  # a broken link still "exists"
+                return cls(size=-1, mtime_ns=0, ino=0, ctime_ns=0, is_symlink=True)
         return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, ino=st.st_ino,
-                   ctime_ns=st.st_ctime_ns, is_dir=_stat.S_ISDIR(st.st_mode), is_symlink=is_link)
+                   ctime_ns=st.st_ctime_ns, is_dir=stat.S_ISDIR(st.st_mode), is_symlink=is_link)
 
     def signature(self) -> tuple[int, int, int, int]:
         return (self.size, self.mtime_ns, self.ino, self.ctime_ns)

@@ -27,8 +27,8 @@ from .events import Done, Message, Planned, Skipped, Started, Verified, ZarrUpda
 from .listing import RemoteAsset, ZarrEntry
 from .options import DownloadExisting
 from .paths import check_relpath, temp_name
-from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash
-from .transfer import NullMeter, Source
+from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash, to_ns
+from .transfer import SMALL_OBJECT, NullMeter, Source, write_verified
 
 if TYPE_CHECKING:
     from .engine import Engine, UrlJob
@@ -259,20 +259,26 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             would_bytes += entry.size
             return
         parent = path.parent
-        if parent not in made_dirs:
-            await asyncio.to_thread(_make_dir, parent, target)
+        if parent not in made_dirs:  # no await between the check and the add: no race
+            _make_dir(parent, target)
             engine.confinement(job.output_dir).check_dir(parent)
             made_dirs.add(parent)
         temp = parent / temp_name(path.name, entry.md5[:8])
         source = Source(url=(base_url + quote(entry.key)) if base_url else None,
                         resolve=lambda: resolve_entry(entry.key))
-        assert engine.transferer is not None
-        await engine.transferer.fetch(source, temp, entry.size, ("md5", entry.md5), meter)
-        if path.is_dir() and not path.is_symlink():
-            await asyncio.to_thread(remove_path, path)
-        os.replace(temp, path)
-        if entry.modified is not None:
-            set_mtime(path, entry.modified)
+        transferer = engine.transferer
+        assert transferer is not None
+        if entry.size <= SMALL_OBJECT:
+            data = await transferer.fetch_small(source, entry.size, ("md5", entry.md5), meter)
+            write_verified(temp, path, data,
+                           to_ns(entry.modified) if entry.modified is not None else None)
+        else:
+            await transferer.fetch(source, temp, entry.size, ("md5", entry.md5), meter)
+            if path.is_dir() and not path.is_symlink():
+                await asyncio.to_thread(remove_path, path)
+            os.replace(temp, path)
+            if entry.modified is not None:
+                set_mtime(path, entry.modified)
         local_md5[entry.key] = entry.md5
         stat = LocalStat.of(path)
         if stat is not None:
