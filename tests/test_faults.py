@@ -189,3 +189,30 @@ def test_unsafe_paths_are_refused(archive_factory, dandi_register, tmp_path) -> 
     assert not (tmp_path / "escape.txt").exists() and not (out / "escape.txt").exists()
     assert "Refusing" in exc.value.report.errors[0].message
     _ = hashlib
+
+
+def test_two_processes_same_output(big_archive, tmp_path) -> None:
+    """The second process waits for the first instead of racing it; no corruption."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    big_archive.inject(r"/blobs/", host="content", rate=20 * MiB)
+    env = {**os.environ, "DANDIGET_EXTRA_INSTANCES":
+           f'{{"{big_archive.instance.name}": {{"api": "{big_archive.api_url}"}}}}'}
+    cmd = [sys.executable, "-m", "dandiget.cli", "download", url(big_archive), "-o",
+           str(tmp_path), "-f", "plain", "-e", "refresh"]
+    first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (tmp_path / ".dandiget" / "lock").exists():
+        time.sleep(0.02)
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    _, err1 = first.communicate(timeout=120)
+    _, err2 = second.communicate(timeout=120)
+    assert first.returncode == 0, err1
+    assert second.returncode == 0, err2
+    assert "Waiting for another dandiget process" in err2
+    assert_complete(big_archive, tmp_path)

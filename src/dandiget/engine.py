@@ -62,7 +62,7 @@ from .resolve import (
     relative_download_path,
     resolve_url,
 )
-from .state import FileRow, LocalState
+from .state import FileRow, LocalState, OutputLock
 from .transfer import SMALL_OBJECT, Source, Transferer, discard, display_url, write_verified
 
 log = logging.getLogger("dandiget")
@@ -200,6 +200,10 @@ class Engine:
             raise NotImplementedError("No URLs were provided.  Cannot download anything")
         out = Path(output_dir)
         self.state = LocalState(out, readonly=self.options.dry_run)
+        return await self._run(url_list, out)
+
+    async def _run(self, url_list: list[str], out: Path) -> DownloadReport:
+        assert self.state is not None
         cfg = self.options.config
         connector = aiohttp.TCPConnector(limit=cfg.max_connections, limit_per_host=0,
                                          ttl_dns_cache=300)
@@ -217,6 +221,7 @@ class Engine:
                 UrlJob(p, out, output_prefix(p, preserve_tree=self.options.preserve_tree))
                 for p in parsed_urls
             ]
+            lock = None if self.options.dry_run else await self._lock(out)
             try:
                 for job in jobs:
                     await self._run_url(job)
@@ -225,6 +230,8 @@ class Engine:
             finally:
                 self.report.finished = time.time()
                 await asyncio.to_thread(self.state.close)
+                if lock is not None:
+                    lock.release()
         if self.report.errors:
             n = len(self.report.errors)
             first = self.report.errors[0]
@@ -233,6 +240,22 @@ class Engine:
             raise DownloadFailed(
                 f"Encountered {n} error{'' if n == 1 else 's'} while downloading.", self.report)
         return self.report
+
+    async def _lock(self, out: Path) -> OutputLock | None:
+        """Wait until no other dandiget process writes into ``out``."""
+        lock = OutputLock(out)
+        waited = 0.0
+        try:
+            while not lock.try_acquire():
+                if waited % 10 < 0.2:
+                    log.warning("Waiting for another dandiget process (pid %s) that is writing "
+                                "into %s", lock.holder(), out)
+                await asyncio.sleep(0.2)
+                waited += 0.2
+        except OSError as e:  # e.g. a read-only output folder: the write will say so
+            log.debug("No lock in %s: %s", out, e)
+            return None
+        return lock
 
     async def _run_url(self, job: UrlJob) -> None:
         parsed = job.parsed

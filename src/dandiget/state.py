@@ -228,3 +228,39 @@ class LocalState:
 def rel_to_root(root: Path, path: Path) -> str:
     """Posix path of ``path`` relative to the state root."""
     return path.relative_to(root).as_posix()
+
+
+class OutputLock:
+    """One dandiget process at a time per download root (an advisory ``flock``).
+
+    A second process waits (saying so every 10 s) instead of racing the first one over
+    the same temporary files; the caller polls :meth:`try_acquire` so Ctrl-C still works.
+    """
+
+    def __init__(self, root: Path):
+        self.path = root / STATE_DIR / "lock"
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        import fcntl
+
+        if self._fd is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, str(os.getpid()).encode(), 0)
+        return True
+
+    def holder(self) -> str:
+        if self._fd is None:
+            return "?"
+        return os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
