@@ -188,29 +188,44 @@ class ApiClient:
 
     async def paginate(self, path: str, params: Mapping[str, Any] | None = None
                        ) -> AsyncIterator[dict[str, Any]]:
-        """Yield the ``results`` of every page, following ``next`` links sequentially.
+        """Yield the ``results`` of every page, following ``next`` links.
 
-        Guards against a server whose ``next`` never ends (a loop, or endless pages).
+        The next page is requested as soon as the current one arrives, so the server works
+        on page n+1 while we process page n (two requests in flight at most: the Archive
+        slows down under bursts of parallel page requests, dandi-archive #1891). Guards
+        against a server whose ``next`` never ends (a loop, or endless pages).
         """
-        url: str | None = self.url(path)
-        first_params = params
         seen: set[str] = set()
         pages = 0
-        while url:
+
+        async def fetch(url: str, query: Mapping[str, Any] | None) -> dict[str, Any]:
+            nonlocal pages
             if url in seen:
                 raise HTTPError(f"Pagination loop: {url} was already requested", url=url)
             seen.add(url)
             pages += 1
             if pages > self.max_pages:
                 raise HTTPError(f"More than {self.max_pages} pages from {path}", url=url)
-            page = await self.get_json(url, first_params)
-            first_params = None
+            page = await self.get_json(url, query)
             if not isinstance(page, dict) or not isinstance(page.get("results"), list):
                 raise HTTPError(f"Unexpected page shape from {url}", url=url)
-            for item in page["results"]:
-                yield item
-            nxt = page.get("next")
-            url = nxt if isinstance(nxt, str) and nxt else None
+            return page
+
+        pending: asyncio.Task[dict[str, Any]] | None = asyncio.ensure_future(
+            fetch(self.url(path), params))
+        try:
+            while pending is not None:
+                page = await pending
+                pending = None
+                nxt = page.get("next")
+                if isinstance(nxt, str) and nxt:
+                    pending = asyncio.ensure_future(fetch(nxt, None))
+                for item in page["results"]:
+                    yield item
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
 
     # ------------------------------------------------------------------ resources
 
