@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import random
 
@@ -13,9 +14,9 @@ from hypothesis import strategies as st
 from dandiget.digests import (
     EMPTY_ETAG,
     EMPTY_ZARR_CHECKSUM,
+    DandiETag,
     MiB,
     TiB,
-    DandiETag,
     ZarrEntryDigest,
     dandi_etag_bytes,
     etag_part_size,
@@ -55,7 +56,7 @@ def test_part_layout(size: int, nparts: int, first: int, last: int) -> None:
     assert len(parts) == nparts
     assert parts[0].length == first and parts[-1].length == last
     assert sum(p.length for p in parts) == size
-    assert all(b.offset == a.end for a, b in zip(parts, parts[1:]))
+    assert all(b.offset == a.end for a, b in itertools.pairwise(parts))
 
 
 def test_too_large() -> None:

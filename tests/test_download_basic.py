@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from dandiget.dandiset_yaml import read_dandiset_yaml
 from dandiget.download import DownloadExisting, download
 from dandiget.errors import DownloadFailed, NotFoundError

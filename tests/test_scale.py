@@ -13,17 +13,20 @@ import pytest
 from dandiget.testing import ArchiveSpec, DandisetSpec, TestArchive, ZarrSpec
 
 pytestmark = pytest.mark.slow
-RSS_LIMIT_MB = 300
+RSS_LIMIT_MB = 200  # the benchmark target (issue 7 asks for 300)
 
+# VmHWM (this process image's peak RSS), not ru_maxrss: Linux carries ru_maxrss across
+# exec, so a child forked from a big pytest process would report the parent's size.
 RUNNER = """
-import resource, runpy, sys
+import runpy, sys
 sys.argv = ["dandiget", *sys.argv[1:]]
 code = 0
 try:
     runpy.run_module("dandiget.cli", run_name="__main__")
 except SystemExit as e:
     code = e.code or 0
-print("MAXRSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
+print("MAXRSS_KB", hwm, file=sys.stderr)
 sys.exit(code)
 """
 
