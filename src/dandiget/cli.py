@@ -250,7 +250,7 @@ def demo(output_dir: str | None, fmt: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with TestArchive(demo_spec()) as archive:
         register_instance(archive.instance)
-        url = f"dandi://{archive.instance.name}/000001"
+        url = f"dandi://{archive.instance.name}/000001@draft"
         click.echo(f"Test archive API at {archive.api_url}, content at {archive.content_url}")
         click.echo(f"$ dandiget download {url} -o {out}")
         try:

@@ -29,6 +29,10 @@ def make_renderer(fmt: str, stream: IO[str] | None = None, *, is_tty: bool | Non
 
     out = stream or sys.stdout
     tty = out.isatty() if is_tty is None else is_tty
+    if fmt == "pyout" and is_tty is None and in_jupyter():
+        from .table import TableRenderer
+
+        return TableRenderer(out)  # rich draws the live table as a notebook display
     if fmt == "debug":
         from .debug import DebugRenderer
 
@@ -44,3 +48,14 @@ def make_renderer(fmt: str, stream: IO[str] | None = None, *, is_tty: bool | Non
     from .plain import PlainRenderer
 
     return PlainRenderer(out)
+
+
+def in_jupyter() -> bool:
+    """True inside a Jupyter kernel (where stdout is not a TTY but rich can draw live)."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = getattr(ipython, "get_ipython", lambda: None)()
+    return type(shell).__name__ == "ZMQInteractiveShell"

@@ -151,8 +151,8 @@ class TableRenderer:
         table = Table(*COLUMNS, expand=False, show_edge=False, pad_edge=False)
         for path, row in recent + active:
             size, done = row.get("size"), row.get("done") or 0
-            pct = f"{100 * done / size:.0f}" if size else ""
             status = row.get("status", "")
+            pct = f"{100 * done / size:.0f}" if size and status != "skipped" else ""
             table.add_row(
                 Text(path, style="bold", overflow="ellipsis", no_wrap=True),
                 naturalsize(size) if size is not None else "",
