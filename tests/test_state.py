@@ -1,0 +1,101 @@
+"""Local state: no-op re-runs read no file content; a damaged or missing database only
+makes a run slower, never wrong; disk full is a clear error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import dandiget.digests
+from dandiget.download import download
+from dandiget.errors import DownloadFailed
+from dandiget.state import STATE_DIR, STATE_FILE
+
+
+def no_reads(monkeypatch) -> list[str]:
+    """Make every content read fail loudly, and record who tried."""
+    attempts: list[str] = []
+
+    def refuse(path, *a, **kw):
+        attempts.append(str(path))
+        raise AssertionError(f"read file content: {path}")
+
+    monkeypatch.setattr(dandiget.digests, "_read_chunks", refuse)
+    return attempts
+
+
+def test_noop_rerun_with_untouched_files_reads_nothing(text_archive, dandi_url, tmp_path,
+                                                       monkeypatch) -> None:
+    for ds in ("000001", "000002"):
+        download(f"{dandi_url}/{ds}", tmp_path, format="plain")
+    attempts = no_reads(monkeypatch)
+    for mode in ("refresh", "overwrite-different"):
+        for ds in ("000001", "000002"):
+            r = download(f"{dandi_url}/{ds}", tmp_path, format="plain", existing=mode)
+            assert r.files_downloaded == 0 and r.ok
+    assert attempts == []
+
+
+def test_changed_file_with_same_size_and_mtime_is_caught(text_archive, dandi_url,
+                                                         tmp_path) -> None:
+    download(f"{dandi_url}/000001", tmp_path, format="plain")
+    p = tmp_path / "000001" / "subdir2" / "banana.txt"
+    st = p.stat()
+    p.write_bytes(b"BANANA\n")
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    # the stat signature (ctime, inode) changed, so the state no longer vouches: hashed
+    r = download(f"{dandi_url}/000001", tmp_path, format="plain", existing="overwrite-different")
+    assert r.files_downloaded == 1 and p.read_bytes() == b"Banana\n"
+
+
+@pytest.mark.parametrize("damage", ["garbage", "deleted", "truncated"])
+def test_damaged_state_degrades_gracefully(text_archive, dandi_url, tmp_path, damage) -> None:
+    url = f"{dandi_url}/000001"
+    download(url, tmp_path, format="plain")
+    db = tmp_path / STATE_DIR / STATE_FILE
+    for suffix in ("-wal", "-shm"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    if damage == "garbage":
+        db.write_bytes(b"this is not a database" * 100)
+    elif damage == "deleted":
+        db.unlink()
+    else:
+        db.write_bytes(db.read_bytes()[:100])
+    r = download(url, tmp_path, format="plain", existing="overwrite-different")
+    assert r.ok and r.files_downloaded == 0 and r.files_skipped == 5  # hashed, not trusted
+    r = download(url, tmp_path, format="plain", existing="overwrite-different")
+    assert r.ok and r.files_skipped == 5
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_disk_full(archive_factory, tiny_disk) -> None:
+    from dandiget.instances import register_instance, unregister_instance
+    from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec
+
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000009", assets=[
+        BlobSpec(path="fits.txt", content=b"small"),
+        BlobSpec(path="huge.bin", size=3 << 20, seed=9)])]))
+    register_instance(archive.instance)
+    try:
+        with pytest.raises(DownloadFailed) as exc:
+            download(f"dandi://{archive.instance.name}/000009", tiny_disk, format="plain")
+    finally:
+        unregister_instance(archive.instance.name)
+    assert not (tiny_disk / "000009" / "huge.bin").exists()
+    assert (tiny_disk / "000009" / "fits.txt").read_bytes() == b"small"
+    msg = " ".join(o.message for o in exc.value.report.errors)
+    assert "No space left on device" in msg
