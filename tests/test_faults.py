@@ -3,7 +3,6 @@ truncated or unverified file at a final path."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
@@ -175,20 +174,39 @@ def test_token_never_reaches_content_host(archive_factory, dandi_register, tmp_p
     assert api_auth
 
 
-def test_unsafe_paths_are_refused(archive_factory, dandi_register, tmp_path) -> None:
+@pytest.mark.parametrize("bad", ["a/../../escape.txt", "../escape.txt", "a\\b.txt",
+                                 "nul\x00.txt", "x" * 300 + ".txt", "a//b.txt",
+                                 ".hidden.txt.dandiget-part"])
+def test_unsafe_paths_are_refused(archive_factory, dandi_register, tmp_path, bad) -> None:
     archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
         identifier="000006",
         assets=[BlobSpec(path="ok.txt", content=b"fine"),
-                BlobSpec(path="a/../../escape.txt", content=b"evil")])]))
+                BlobSpec(path=bad, content=b"evil")])]))
     dandi_register(archive)
     out = tmp_path / "out"
     out.mkdir()
     with pytest.raises(DownloadFailed) as exc:
         download(f"dandi://{archive.instance.name}/000006", out, format="plain")
     assert (out / "000006" / "ok.txt").read_bytes() == b"fine"
-    assert not (tmp_path / "escape.txt").exists() and not (out / "escape.txt").exists()
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"evil"]
+    assert written == []
     assert "Refusing" in exc.value.report.errors[0].message
-    _ = hashlib
+
+
+def test_symlink_out_of_the_tree_is_not_followed(big_archive, tmp_path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    (out / "000004").mkdir(parents=True)
+    (out / "000004" / "sub").symlink_to(outside)
+    archive = big_archive
+    archive.add_blob("000004", "sub/planted.txt", b"should not escape")
+    with pytest.raises(DownloadFailed) as exc:
+        download(url(archive), out, format="plain", existing="overwrite")
+    assert list(outside.iterdir()) == []
+    msgs = " ".join(o.message for o in exc.value.report.errors)
+    assert "outside the output folder" in msgs
+    assert (out / "000004" / "small.txt").exists()
 
 
 def test_two_processes_same_output(big_archive, tmp_path) -> None:
