@@ -36,3 +36,17 @@ def dandi_url(text_archive) -> Iterator[str]:
     register_instance(text_archive.instance)
     yield f"dandi://{text_archive.instance.name}"
     unregister_instance(text_archive.instance.name)
+
+
+@pytest.fixture
+def dandi_register():
+    """Register archives as known instances (for ``dandi://``), unregistered at teardown."""
+    names: list[str] = []
+
+    def register(archive) -> None:
+        register_instance(archive.instance)
+        names.append(archive.instance.name)
+
+    yield register
+    for n in names:
+        unregister_instance(n)

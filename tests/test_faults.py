@@ -27,21 +27,6 @@ def big_archive(archive_factory, dandi_register):
     return archive
 
 
-@pytest.fixture
-def dandi_register():
-    from dandiget.instances import register_instance, unregister_instance
-
-    names = []
-
-    def register(archive):
-        register_instance(archive.instance)
-        names.append(archive.instance.name)
-
-    yield register
-    for n in names:
-        unregister_instance(n)
-
-
 def url(archive, suffix: str = "") -> str:
     return f"dandi://{archive.instance.name}/000004{suffix}"
 

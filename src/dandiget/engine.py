@@ -12,7 +12,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -52,6 +52,7 @@ from .listing import BadAsset, RemoteAsset, iter_selected_assets, parse_datetime
 from .localtree import find_local_assets
 from .options import DownloadExisting, PathType, SyncMode
 from .paths import Confinement, safe_join, temp_name
+from .pipeline import drain
 from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash, to_ns
 from .report import DownloadReport, FileOutcome
 from .resolve import (
@@ -352,47 +353,26 @@ class Engine:
     # ------------------------------------------------------------------ assets
 
     async def _download_assets(self, job: UrlJob) -> None:
+        async def handle(item: dict[str, Any]) -> None:
+            await self._process_asset(job, item)
+
+        jobs = max(1, self.options.jobs)
+        await drain(self._listed(job), handle, workers=jobs, queue_size=max(2 * jobs, 16))
+
+    async def _listed(self, job: UrlJob) -> AsyncIterator[dict[str, Any]]:
+        """The URL's assets as they are listed, keeping the running totals up to date."""
         assert job.client
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(
-            maxsize=max(2 * self.options.jobs, 16))
-        n_workers = max(1, self.options.jobs)
-        listing_error: list[BaseException] = []
-
-        async def produce() -> None:
-            try:
-                async for item in iter_selected_assets(
-                        job.client, job.parsed, job.parsed.dandiset_id, job.version,  # type: ignore[arg-type]
-                        page_size=self.options.config.asset_page_size):
-                    size = item.get("size")
-                    self._totals_files += 1
-                    self._totals_bytes += size if isinstance(size, int) else 0
-                    self.emit(Totals("", self._totals_files, self._totals_bytes))
-                    await queue.put(item)
-            except BaseException as e:  # re-raised after the workers drained the queue
-                listing_error.append(e)
-            finally:
-                self.emit(Totals("", self._totals_files, self._totals_bytes, listing_done=True))
-                for _ in range(n_workers):
-                    await queue.put(None)
-
-        async def work() -> None:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                await self._process_asset(job, item)
-
-        producer = asyncio.create_task(produce())
-        workers = [asyncio.create_task(work()) for _ in range(n_workers)]
         try:
-            await asyncio.gather(producer, *workers)
-        except BaseException:
-            for t in (producer, *workers):
-                t.cancel()
-            await asyncio.gather(producer, *workers, return_exceptions=True)
-            raise
-        if listing_error:
-            raise listing_error[0]
+            async for item in iter_selected_assets(
+                    job.client, job.parsed, job.parsed.dandiset_id, job.version,
+                    page_size=self.options.config.asset_page_size):
+                size = item.get("size")
+                self._totals_files += 1
+                self._totals_bytes += size if isinstance(size, int) else 0
+                self.emit(Totals("", self._totals_files, self._totals_bytes))
+                yield item
+        finally:
+            self.emit(Totals("", self._totals_files, self._totals_bytes, listing_done=True))
 
     async def _process_asset(self, job: UrlJob, item: dict[str, Any]) -> None:
         assert job.client

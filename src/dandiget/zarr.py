@@ -15,6 +15,7 @@ import fnmatch
 import os
 import re
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +28,7 @@ from .events import Done, Message, Planned, Skipped, Started, Verified, ZarrUpda
 from .listing import RemoteAsset, ZarrEntry
 from .options import DownloadExisting
 from .paths import check_relpath, temp_name
+from .pipeline import drain
 from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash, to_ns
 from .transfer import SMALL_OBJECT, NullMeter, Source, write_verified
 
@@ -200,30 +202,22 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
     local_md5: dict[str, str] = {}
     made_dirs: set[Path] = {target}
     jobs = opts.config.zarr_jobs
-    queue: asyncio.Queue[ZarrEntry | None] = asyncio.Queue(maxsize=jobs * 4)
-    listing_error: list[BaseException] = []
     base_url = asset.content_url if (asset.content_url and not asset.embargoed) else None
     if base_url and not base_url.endswith("/"):
         base_url += "/"
     would_download = would_bytes = 0
 
-    async def produce() -> None:
-        try:
-            async for item in client.iter_zarr_files(asset.zarr_id,  # type: ignore[arg-type]
-                                                     limit=opts.config.zarr_page_size):
-                entry = ZarrEntry.from_api(item)
-                check_relpath(entry.key, what="Zarr key")
-                if entry.key.split("/")[0] in ZARR_EXCLUDED:
-                    continue
-                if filters and not any(f.matches(entry.key) for f in filters):
-                    continue
-                listed[entry.key] = (entry.md5, entry.size)
-                await queue.put(entry)
-        except BaseException as e:
-            listing_error.append(e)
-        finally:
-            for _ in range(jobs):
-                await queue.put(None)
+    async def entries() -> AsyncIterator[ZarrEntry]:
+        async for item in client.iter_zarr_files(asset.zarr_id,  # type: ignore[arg-type]
+                                                 limit=opts.config.zarr_page_size):
+            entry = ZarrEntry.from_api(item)
+            check_relpath(entry.key, what="Zarr key")
+            if entry.key.split("/")[0] in ZARR_EXCLUDED:
+                continue
+            if filters and not any(f.matches(entry.key) for f in filters):
+                continue
+            listed[entry.key] = (entry.md5, entry.size)
+            yield entry
 
     async def resolve_entry(key: str) -> str:
         url = client.url(f"zarr/{asset.zarr_id}/files/?prefix={quote(key, safe='')}&download=true")
@@ -287,31 +281,15 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
         engine.report.bytes_downloaded += entry.size
         tracker.entry_done()
 
-    async def work() -> None:
-        while True:
-            entry = await queue.get()
-            if entry is None:
-                return
-            try:
-                await process(entry)
-            except FileExistsError:
-                raise  # dandi-cli aborts the whole Zarr here
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                tracker.entry_failed(entry.key, e)
+    async def handle(entry: ZarrEntry) -> None:
+        try:
+            await process(entry)
+        except (FileExistsError, asyncio.CancelledError):
+            raise  # dandi-cli aborts the whole Zarr on an existing entry under -e error
+        except Exception as e:
+            tracker.entry_failed(entry.key, e)
 
-    producer = asyncio.create_task(produce())
-    workers = [asyncio.create_task(work()) for _ in range(jobs)]
-    try:
-        await asyncio.gather(producer, *workers)
-    except BaseException:
-        for t in (producer, *workers):
-            t.cancel()
-        await asyncio.gather(producer, *workers, return_exceptions=True)
-        raise
-    if listing_error:
-        raise listing_error[0]
+    await drain(entries(), handle, workers=jobs, queue_size=jobs * 4)
 
     if opts.dry_run:
         action = "download" if would_download else "skip"
