@@ -3,6 +3,7 @@ truncated or unverified file at a final path."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -201,7 +202,7 @@ def test_two_processes_same_output(big_archive, tmp_path) -> None:
     import sys
     import time
 
-    big_archive.inject(r"/blobs/", host="content", rate=20 * MiB)
+    big_archive.inject(r"/blobs/", host="content", rate=2 * MiB)  # ~2 s for the big file
     env = {**os.environ, "DANDIGET_EXTRA_INSTANCES":
            f'{{"{big_archive.instance.name}": {{"api": "{big_archive.api_url}"}}}}'}
     cmd = [sys.executable, "-m", "dandiget.cli", "download", url(big_archive), "-o",
@@ -209,8 +210,8 @@ def test_two_processes_same_output(big_archive, tmp_path) -> None:
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (tmp_path / ".dandiget" / "lock").exists():
-        time.sleep(0.02)
+    while time.monotonic() < deadline and not list((tmp_path / "000004").glob(".big.bin*")):
+        time.sleep(0.02)  # the first process holds the lock and is mid-download
     second = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     _, err1 = first.communicate(timeout=120)
@@ -219,3 +220,20 @@ def test_two_processes_same_output(big_archive, tmp_path) -> None:
     assert second.returncode == 0, err2
     assert "Waiting for another dandiget process" in err2
     assert_complete(big_archive, tmp_path)
+
+
+def test_units_split_small_part_counts() -> None:
+    """A file with fewer etag parts than parallel streams is split into >= 8 MiB pieces."""
+    from dandiget.config import TransferConfig
+    from dandiget.digests import etag_parts
+    from dandiget.transfer import Transferer
+
+    t = Transferer(None, TransferConfig(parts_per_file=16))  # type: ignore[arg-type]
+    for size in (BIG, 200 * MiB, 2 << 30, 64 * MiB + 1):
+        parts = etag_parts(size)
+        units = t.plan_units(parts)
+        assert sum(u.length for u in units) == size
+        assert all(a.end == b.offset for a, b in itertools.pairwise(units))
+        assert all(u.length >= 8 * MiB or u.length == parts[u.index].length
+                   or u.end == parts[u.index].end for u in units)
+        assert len(units) >= min(16, size // (8 * MiB))

@@ -28,10 +28,9 @@ class TransferConfig:
     max_connections: int = 64
     #: Files at least this large are fetched as parallel Range parts.
     multipart_threshold: int = 32 * MiB
-    #: Parallel Range requests for one large file.
-    parts_per_file: int = 8
-    #: Largest single Range request; dandi-etag parts are split into sub-ranges of this size.
-    range_size: int = 16 * MiB
+    #: Parallel Range requests for one large file (aria2c users pick -x16 for a reason:
+    #: object stores cap each connection).
+    parts_per_file: int = 16
     #: Read size from the socket.
     chunk_size: int = field(default_factory=lambda: _env_int("DANDI_MAX_CHUNK_SIZE", 1 * MiB))
     connect_timeout: float = 30.0

@@ -351,6 +351,25 @@ class Transferer:
 
     # ------------------------------------------------------------------ parallel parts
 
+    def plan_units(self, parts: list[Part]) -> list[Part]:
+        """Split etag parts into Range requests so one file uses ``parts_per_file`` streams.
+
+        A file with fewer parts than that (a 200 MB file has 3) would otherwise use only a
+        few connections; each capped link (S3 serves ~25-90 MB/s per connection) then
+        limits the whole file. Pieces stay at least 8 MiB. A unit's ``index`` is its part's.
+        """
+        want = self.config.parts_per_file
+        if len(parts) >= want:
+            return parts
+        size = parts[-1].end
+        units = []
+        for p in parts:
+            k = max(1, min(-(-want * p.length // size), p.length // (8 << 20)))
+            step = -(-p.length // k)
+            for off in range(p.offset, p.end, step):
+                units.append(Part(p.index, off, min(step, p.end - off)))
+        return units
+
     async def _fetch_parts(self, source: Source, temp: Path, size: int,
                            meter: Meter) -> str:
         parts = etag_parts(size)
@@ -370,26 +389,41 @@ class Transferer:
             resumed = sum(parts[i].length for i in done)
             if resumed:
                 meter.resumed(resumed)
-            pending = [p for p in parts if p.index not in done]
+            units = [u for u in self.plan_units(parts) if u.index not in done]
+            left: dict[int, int] = {}
+            for u in units:
+                left[u.index] = left.get(u.index, 0) + 1
             etag_seen: list[str] = []
             journal_lock = asyncio.Lock()
             queue: asyncio.Queue[Part] = asyncio.Queue()
-            for p in pending:
-                queue.put_nowait(p)
+            for u in units:
+                queue.put_nowait(u)
+
+            async def finish_part(index: int, md5: str) -> None:
+                await asyncio.to_thread(os.fdatasync, fd)
+                async with journal_lock:
+                    done[index] = md5
+                    await asyncio.to_thread(_save_journal, journal_path, size, done)
 
             async def worker() -> None:
                 while True:
                     try:
-                        part = queue.get_nowait()
+                        unit = queue.get_nowait()
                     except asyncio.QueueEmpty:
                         return
-                    md5 = await self._fetch_part(source, fd, part, meter, etag_seen)
-                    await asyncio.to_thread(os.fdatasync, fd)
-                    async with journal_lock:
-                        done[part.index] = md5
-                        await asyncio.to_thread(_save_journal, journal_path, size, done)
+                    part = parts[unit.index]
+                    whole = unit.length == part.length
+                    md5 = await self._fetch_range(source, fd, unit, meter, etag_seen,
+                                                  hash_it=whole)
+                    left[unit.index] -= 1
+                    if whole:
+                        await finish_part(unit.index, md5)
+                    elif left[unit.index] == 0:  # last piece of a split part: hash it back
+                        digest = await asyncio.to_thread(md5_range_digest, temp, part.offset,
+                                                         part.length)
+                        await finish_part(unit.index, digest.hex())
 
-            n_workers = max(1, min(self.config.parts_per_file, len(pending)))
+            n_workers = max(1, min(self.config.parts_per_file, len(units)))
             tasks = [asyncio.create_task(worker()) for _ in range(n_workers)]
             try:
                 await asyncio.gather(*tasks)
@@ -399,7 +433,7 @@ class Transferer:
                 await asyncio.gather(*tasks, return_exceptions=True)
                 os.ftruncate(fd, 0)
                 journal_path.unlink(missing_ok=True)
-                meter.rollback(sum(parts[i].length for i in done))
+                meter.rollback(size)
                 raise TransferError("object changed on the server during the download") from None
             except BaseException:
                 for t in tasks:
@@ -410,31 +444,40 @@ class Transferer:
             os.close(fd)
         return combine_part_digests(bytes.fromhex(done[p.index]) for p in parts)
 
-    async def _fetch_part(self, source: Source, fd: int, part: Part, meter: Meter,
-                          etag_seen: list[str]) -> str:
-        """One dandi-etag part, resuming inside the part after a broken connection."""
-        hasher = hashlib.md5()
-        cursor = _Cursor(part.offset)
+    async def _fetch_range(self, source: Source, fd: int, unit: Part, meter: Meter,
+                           etag_seen: list[str], *, hash_it: bool) -> str:
+        """One Range request (a whole part, hashed as it arrives, or a piece of one),
+        resuming inside it after a broken connection."""
+        hasher: _Hasher = hashlib.md5() if hash_it else _NULL_HASHER
+        cursor = _Cursor(unit.offset)
         attempt = 0
         last = cursor.pos
-        while cursor.pos < part.end:
+        while cursor.pos < unit.end:
             attempt = self._next_attempt(attempt, last, cursor.pos)
             last = cursor.pos
             url = await source.current()
             try:
-                await self._get_into(url, fd, cursor.pos, part.end, hasher, meter, cursor,
+                await self._get_into(url, fd, cursor.pos, unit.end, hasher, meter, cursor,
                                      ranged=True, etag_seen=etag_seen)
             except _Restart as e:
                 if "object changed" in str(e):
                     raise
-                # A misbehaving range response: nothing was written; retry this part.
-                log.debug("part %d: %s", part.index, e)
+                # A misbehaving range response: nothing was written; retry this range.
+                log.debug("bytes %d-%d: %s", unit.offset, unit.end - 1, e)
                 if attempt >= self.config.retry.attempts:
                     raise TransferError(f"{e} (gave up after {attempt} attempts)") from None
                 await asyncio.sleep(self.config.retry.delay(attempt))
             except _RETRYABLE as e:
                 await self._after_failure(e, attempt, source, url)
-        return hasher.hexdigest()
+        return hasher.hexdigest() if hash_it else ""  # type: ignore[attr-defined]
+
+
+class _NullHasher:
+    def update(self, data: bytes) -> None:
+        pass
+
+
+_NULL_HASHER = _NullHasher()
 
 
 # ---------------------------------------------------------------------- helpers
