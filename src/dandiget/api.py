@@ -29,6 +29,7 @@ log = logging.getLogger("dandiget")
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     aiohttp.ClientConnectionError,
     aiohttp.ClientPayloadError,
+    aiohttp.ClientResponseError,  # protocol errors (e.g. a bad status line); we never raise_for_status
     asyncio.TimeoutError,
 )
 
@@ -286,6 +287,10 @@ class _NotFoundHTTP(HTTPError):
 
 
 def _describe(e: BaseException) -> str:
+    """A short, single-line description of a transport error."""
     if isinstance(e, asyncio.TimeoutError):
         return "timed out"
-    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    text = " ".join(str(e).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

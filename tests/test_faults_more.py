@@ -1,0 +1,259 @@
+"""The rest of the fault matrix: stalls, dead hosts, expired presigned URLs, long bodies,
+objects replaced mid-download, kill -9 in a Zarr, read-only folders, a hostile API, and
+secrets that must never show up anywhere."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from dandiget.config import TransferConfig
+from dandiget.digests import MiB, file_dandi_etag
+from dandiget.download import download
+from dandiget.errors import DownloadFailed
+from dandiget.retry import RetryPolicy
+from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec, UserSpec, ZarrSpec
+
+from .conftest import FAST, tree
+
+
+def small_spec(**kw) -> ArchiveSpec:
+    return ArchiveSpec(dandisets=[DandisetSpec(identifier="000020", assets=[
+        BlobSpec(path="a.bin", size=3 * MiB, seed=1),
+        BlobSpec(path="b.txt", content=b"b" * 500)], **kw)], users=[UserSpec("alice", "c" * 40)])
+
+
+def test_stalled_connection_times_out_and_recovers(archive_factory, dandi_register,
+                                                   tmp_path) -> None:
+    archive = archive_factory(small_spec())
+    dandi_register(archive)
+    archive.inject(r"/blobs/", host="content", stall=30, times=1)
+    cfg = TransferConfig(read_timeout=0.5, retry=FAST.retry)
+    t0 = time.monotonic()
+    download(f"dandi://{archive.instance.name}/000020", tmp_path, format="plain", config=cfg)
+    assert time.monotonic() - t0 < 10
+    assert tree(tmp_path / "000020")["b.txt"] == b"b" * 500
+    assert file_dandi_etag(tmp_path / "000020" / "a.bin") == \
+        archive.asset("000020", "a.bin").digests["dandi:dandi-etag"]
+
+
+def test_dead_content_host_is_a_clear_error(archive_factory, dandi_register, tmp_path) -> None:
+    archive = archive_factory(small_spec(), content_base_url="http://127.0.0.1:9")
+    dandi_register(archive)
+    cfg = TransferConfig(retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02))
+    with pytest.raises(DownloadFailed) as exc:
+        download(f"dandi://{archive.instance.name}/000020", tmp_path, format="plain",
+                 config=cfg)
+    msg = exc.value.report.errors[0].message
+    assert "127.0.0.1:9" in msg and "gave up after" in msg
+    assert not (tmp_path / "000020" / "a.bin").exists()
+
+
+def test_expired_presigned_url_is_renewed(archive_factory, dandi_register, tmp_path,
+                                          monkeypatch) -> None:
+    archive = archive_factory(small_spec(embargoed=True, owners=["alice"]))
+    dandi_register(archive)
+    monkeypatch.setenv("DANDI_API_KEY", "c" * 40)
+    f = archive.inject(r"/download/", host="api", expire_presigned=True, times=2)
+    download(f"dandi://{archive.instance.name}/000020", tmp_path, format="plain", config=FAST)
+    assert f.hits == 2
+    assert tree(tmp_path / "000020")["b.txt"] == b"b" * 500
+
+
+def test_long_body_is_rejected_then_recovers(archive_factory, dandi_register, tmp_path) -> None:
+    archive = archive_factory(small_spec())
+    dandi_register(archive)
+    f = archive.inject(r"/blobs/", host="content", long_body=True, times=2)
+    download(f"dandi://{archive.instance.name}/000020", tmp_path, format="plain", config=FAST)
+    assert f.hits == 2
+    assert tree(tmp_path / "000020")["b.txt"] == b"b" * 500
+
+
+def test_object_replaced_between_parts_is_detected(archive_factory, dandi_register,
+                                                   tmp_path) -> None:
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000021", assets=[
+        BlobSpec(path="big.bin", size=70 * MiB, seed=8)])]))
+    dandi_register(archive)
+    archive.inject(r"/blobs/", host="content", rate=16 * MiB)
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            # one stream: the second part is requested after the object was replaced
+            cfg = TransferConfig(parts_per_file=1, retry=FAST.retry)
+            download(f"dandi://{archive.instance.name}/000021", tmp_path, format="plain",
+                     config=cfg)
+        except BaseException as e:
+            errors.append(e)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not list((tmp_path / "000021").glob(".big.bin*")):
+        time.sleep(0.02)
+    time.sleep(0.3)
+    archive.replace_object("000021", "big.bin", os.urandom(70 * MiB))
+    archive.clear_faults()
+    t.join(120)
+    assert errors and isinstance(errors[0], DownloadFailed)
+    msg = errors[0].report.errors[0].message  # type: ignore[attr-defined]
+    assert "changed on the server" in msg or "dandi-etag" in msg
+    assert not (tmp_path / "000021" / "big.bin").exists()
+
+
+def test_kill_9_in_a_zarr_then_resume(archive_factory, tmp_path) -> None:
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000022", assets=[
+        ZarrSpec(path="z.zarr", generated=(400, 2048, 3))])]))
+    archive.inject(r"/zarr/", host="content", latency=0.02)
+    url = f"{archive.api_url}/dandisets/000022/"
+    proc = subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
+                             str(tmp_path), "-f", "plain", "-J", "2:4"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    zdir = tmp_path / "000022" / "z.zarr"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if zdir.exists() and sum(1 for p in zdir.rglob("*") if p.is_file()) > 50:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    had = sum(1 for p in zdir.rglob("*") if p.is_file() and "dandiget-part" not in p.name)
+    assert 0 < had < 400
+    archive.clear_faults()
+    archive.clear_requests()
+    r = subprocess.run([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
+                        str(tmp_path), "-f", "json", "-e", "refresh"], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["ok"] and summary["files_downloaded"] <= 400 - had + 8
+    assert sum(1 for p in zdir.rglob("*") if p.is_file()) == 400
+
+
+def test_read_only_output_folder(archive_factory, dandi_register, tmp_path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount here")
+    try:
+        archive = archive_factory(small_spec())
+        dandi_register(archive)
+        with pytest.raises((DownloadFailed, OSError)) as exc:
+            download(f"dandi://{archive.instance.name}/000020", ro, format="plain")
+        assert "Read-only file system" in str(exc.value) or any(
+            "Read-only file system" in o.message for o in exc.value.report.errors)  # type: ignore[union-attr]
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
+# ---------------------------------------------------------------- a hostile API server
+
+
+def hostile_app(kind: str) -> web.Application:
+    """Just enough of the API to list one dandiset, with one thing badly wrong."""
+    app = web.Application()
+
+    async def info(request: web.Request) -> web.Response:
+        base = f"http://{request.host}/api"
+        return web.json_response({"version": "1", "services": {"api": {"url": base}},
+                                  "cli-minimal-version": "0.0.1", "cli-bad-versions": []})
+
+    async def dandiset(request: web.Request) -> web.Response:
+        return web.json_response({"identifier": "000030", "modified": "2024-01-01T00:00:00Z",
+                                  "most_recent_published_version": None,
+                                  "draft_version": {"version": "draft"}})
+
+    async def version(request: web.Request) -> web.Response:
+        return web.json_response({"identifier": "DANDI:000030", "id": "DANDI:000030/draft"})
+
+    async def assets(request: web.Request) -> web.Response:
+        base = f"http://{request.host}/api/dandisets/000030/versions/draft/assets/"
+        if kind == "loop":  # ``next`` points back at itself forever
+            return web.json_response({"count": 1, "next": base + "?page=2", "results": []})
+        if kind == "invalid-json":
+            return web.Response(text="{not json", content_type="application/json")
+        row = {"asset_id": "0f0f0f0f-0000-4000-8000-000000000001", "blob": "b", "zarr": None,
+               "path": "neg.bin", "size": -5, "modified": "2024-01-01T00:00:00Z",
+               "metadata": {"digest": {"dandi:dandi-etag": "x-1"}}}
+        return web.json_response({"count": 1, "next": None, "results": [row]})
+
+    async def not_found(request: web.Request) -> web.Response:
+        return web.Response(status=404)
+
+    app.router.add_get("/server-info", not_found)
+    app.router.add_get("/api/info/", info)
+    app.router.add_get("/api/dandisets/000030/", dandiset)
+    app.router.add_get("/api/dandisets/000030/versions/draft/", version)
+    app.router.add_get("/api/dandisets/000030/versions/draft/assets/", assets)
+    return app
+
+
+@pytest.mark.parametrize(("kind", "expect"), [
+    ("loop", "Pagination loop"),
+    ("invalid-json", "invalid JSON"),
+    ("negative-size", "invalid size"),
+])
+async def test_hostile_api(aiohttp_unused_port, tmp_path, kind, expect) -> None:
+    from dandiget.download import adownload
+
+    port = aiohttp_unused_port()
+    runner = web.AppRunner(hostile_app(kind))
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        with pytest.raises(Exception) as exc:
+            await adownload(f"http://127.0.0.1:{port}/api/dandisets/000030/", tmp_path,
+                            format="plain", get_metadata=False, config=FAST)
+        text = str(exc.value) + " ".join(
+            o.message for o in getattr(getattr(exc.value, "report", None), "errors", []))
+        assert expect in text
+    finally:
+        await runner.cleanup()
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and ".dandiget" not in p.parts] == []
+
+
+@pytest.fixture
+def aiohttp_unused_port():
+    import socket
+
+    def pick() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    return pick
+
+
+def test_token_never_in_logs_reports_or_events(archive_factory, dandi_register, tmp_path,
+                                               monkeypatch, caplog) -> None:
+    token = "c" * 40
+    archive = archive_factory(small_spec(embargoed=True, owners=["alice"]))
+    dandi_register(archive)
+    monkeypatch.setenv("DANDI_API_KEY", token)
+    archive.inject(r"/blobs/", host="content", status=500, times=1)
+    archive.inject(r"/download/", host="api", status=503, times=1)
+    events: list[object] = []
+    caplog.set_level(logging.DEBUG)
+    report = download(f"dandi://{archive.instance.name}/000020", tmp_path, format="debug",
+                      config=FAST, listeners=[events.append])
+    text = caplog.text + json.dumps(report.to_dict()) + repr(events)
+    for p in tmp_path.rglob("*"):
+        if p.is_file() and p.suffix != ".sqlite":
+            text += p.read_bytes().decode("latin-1")
+    assert token not in text
+    assert not any("authorization" in {k.lower() for k in q.headers}
+                   for q in archive.requests if q.host == "content")
+    _ = Path
