@@ -63,3 +63,23 @@ def test_identical_trees(dandi_cli: Path, tmp_path: Path) -> None:
         # dandi-cli sets mtimes through a float (±1 µs); dandiget sets the exact microsecond
         assert abs(a[path][1] - b[path][1]) <= 1000, f"mtime differs: {path}"
     assert "000001/dandiset.yaml" in a
+
+
+def test_dandi_upload_ignores_dandiget_state_and_temporaries(dandi_cli: Path,
+                                                            tmp_path: Path) -> None:
+    """dandi-cli's upload file discovery never picks up dandiget's bookkeeping."""
+    root = tmp_path / "000001"
+    (root / "sub").mkdir(parents=True)
+    (root / "dandiset.yaml").write_text("identifier: DANDI:000001\n")
+    (root / "sub" / "a.nwb").write_bytes(b"x")
+    (root / ".dandiget").mkdir()
+    (root / ".dandiget" / "state.sqlite").write_bytes(b"y")
+    (root / "sub" / ".a.nwb.0123456789ab.dandiget-part").write_bytes(b"z")
+    code = ("import sys; from dandi.files import find_dandi_files as f; "
+            "print('\\n'.join(str(x.filepath) for x in f(sys.argv[1], dandiset_path=sys.argv[1],"
+            " allow_all=True)))")
+    r = subprocess.run([str(dandi_cli.parent / "python"), "-c", code, str(root)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    found = {Path(p).relative_to(root).as_posix() for p in r.stdout.split()}
+    assert found == {"dandiset.yaml", "sub/a.nwb"}
