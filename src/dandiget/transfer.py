@@ -26,7 +26,7 @@ import os
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
@@ -67,11 +67,14 @@ class Source:
 
     ``url`` is fetched anonymously (a public content URL, or a presigned one). For data that
     needs the API's redirect (embargoed, or a direct URL that stopped working),
-    ``resolve`` returns a fresh URL; it is called again when a presigned URL expires.
+    ``resolve`` returns a fresh URL; it is asked again when a presigned URL expires (a few
+    times at most, so a server that keeps answering 403 still ends in an error).
     """
 
     url: str | None
     resolve: Callable[[], Awaitable[str]] | None = None
+    refreshes: int = 0
+    max_refreshes: int = 3
 
     async def current(self) -> str:
         if self.url is None:
@@ -82,13 +85,11 @@ class Source:
 
     async def refresh(self) -> bool:
         """Get a new URL from the API after a 403/404. False when there is no way to."""
-        if self.resolve is None:
+        if self.resolve is None or self.refreshes >= self.max_refreshes:
             return False
+        self.refreshes += 1
         self.url = await self.resolve()
-        self.resolve_used = True
         return True
-
-    resolve_used: bool = field(default=False)
 
 
 @dataclass
@@ -276,7 +277,7 @@ class Transferer:
         """Sleep before the next attempt, or raise TransferError when it is hopeless."""
         retry = self.config.retry
         if isinstance(e, _HTTPStatus):
-            if e.status in (403, 404) and not source.resolve_used and await source.refresh():
+            if e.status in (403, 404) and await source.refresh():
                 return  # expired presigned URL / moved object: ask the API again
             if not retry.is_retryable_status(e.status):
                 raise TransferError(str(e)) from None
@@ -551,9 +552,3 @@ def discard(temp: Path) -> None:
     """Remove a temporary file and its part journal."""
     temp.unlink(missing_ok=True)
     temp.with_name(temp.name + ".json").unlink(missing_ok=True)
-
-
-def verify_parts_on_disk(path: Path, size: int) -> str:
-    """dandi-etag of a file read back from disk (used by ``verify``)."""
-    return combine_part_digests(md5_range_digest(path, p.offset, p.length)
-                                for p in etag_parts(size))
