@@ -3,7 +3,8 @@ and with ``-f json`` (piped), alternating runs, medians compared.
 
     python bench/display_cost.py [--entries 20000] [--repeat 3]
 
-Target (issue "Progress, output formats"): the two differ by less than 10% in wall time.
+Target (issue "Progress, output formats"): the live table costs less than 10% more wall
+time than JSON lines. Run it on a quiet machine: background load swamps the difference.
 """
 
 from __future__ import annotations
@@ -83,8 +84,8 @@ def main() -> None:
     print(f"Zarr of {args.entries} entries x 16 KiB, {args.repeat} runs each, alternating")
     for k, v in times.items():
         print(f"  {k:12} median {med[k]:.2f} s  runs {', '.join(f'{x:.2f}' for x in v)}")
-    verdict = "met" if abs(ratio - 1) < 0.10 else "MISSED"
-    print(f"  pyout / json = {ratio:.3f} ({verdict}: target within 10%)")
+    verdict = "met" if ratio < 1.10 else "MISSED"
+    print(f"  pyout / json = {ratio:.3f} ({verdict}: the live table may cost at most 10% more)")
 
 
 if __name__ == "__main__":
