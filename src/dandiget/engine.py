@@ -261,9 +261,7 @@ class Engine:
     async def _run_url(self, job: UrlJob) -> None:
         parsed = job.parsed
         client = job.client = self.client_for(parsed.instance)
-        if parsed.kind is URLKind.BASE_ASSET_ID:
-            pass  # no dandiset to navigate; the asset is fetched by the listing step
-        else:
+        if parsed.kind is not URLKind.BASE_ASSET_ID:  # a bare asset id has no dandiset
             assert parsed.dandiset_id
             job.dandiset = await client.get_dandiset(parsed.dandiset_id)
             job.version = await self._pick_version(client, job.dandiset, parsed)
@@ -326,7 +324,7 @@ class Engine:
                     return
                 local = LocalStat.of(target)
                 newer = (mtime is not None and local is not None
-                         and local.mtime_ns >= int(mtime.timestamp() * 1e9))
+                         and local.mtime_ns >= to_ns(mtime))
                 if mode is DownloadExisting.SKIP or (mode is DownloadExisting.REFRESH and newer):
                     self.emit(Skipped(rec, reason="already exists", kind="dandiset.yaml"))
                     self._count_skip(rec, "dandiset.yaml", 0, "already exists")
