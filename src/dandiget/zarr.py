@@ -201,6 +201,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
     listed: dict[str, tuple[str, int]] = {}
     local_md5: dict[str, str] = {}
     made_dirs: set[Path] = {target}
+    fresh_dirs: set[Path] = set()  # created by this run: nothing in them we did not write
     jobs = opts.config.zarr_jobs
     base_url = asset.content_url if (asset.content_url and not asset.embargoed) else None
     if base_url and not base_url.endswith("/"):
@@ -229,7 +230,9 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
         nonlocal would_download, would_bytes
         path = target.joinpath(*entry.key.split("/"))
         remote = RemoteFile(entry.size, entry.modified, ("md5", entry.md5))
-        local = LocalStat.of(path)
+        # A folder this run created holds only what this run wrote (keys are unique), so
+        # skip the stat there: on a fresh download that is one syscall less per entry.
+        local = None if path.parent in fresh_dirs else LocalStat.of(path)
         erec = f"{rec}/{entry.key}"
         record = records.get(erec)
         decision = decide(opts.existing, local, remote, record)
@@ -254,7 +257,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             return
         parent = path.parent
         if parent not in made_dirs:  # no await between the check and the add: no race
-            _make_dir(parent, target)
+            fresh_dirs.update(_make_dir(parent, target))
             engine.confinement(job.output_dir).check_dir(parent)
             made_dirs.add(parent)
         temp = parent / temp_name(path.name, entry.md5[:8])
@@ -264,8 +267,10 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
         assert transferer is not None
         if entry.size <= SMALL_OBJECT:
             data = await transferer.fetch_small(source, entry.size, ("md5", entry.md5), meter)
+            # Inline, not in a thread: for 16 KiB the hand-off costs more CPU than it saves.
             write_verified(temp, path, data,
                            to_ns(entry.modified) if entry.modified is not None else None)
+            stat = LocalStat.of(path)
         else:
             await transferer.fetch(source, temp, entry.size, ("md5", entry.md5), meter)
             if path.is_dir() and not path.is_symlink():
@@ -273,8 +278,8 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             os.replace(temp, path)
             if entry.modified is not None:
                 set_mtime(path, entry.modified)
+            stat = LocalStat.of(path)
         local_md5[entry.key] = entry.md5
-        stat = LocalStat.of(path)
         if stat is not None:
             engine.remember(erec, stat, "md5", entry.md5)
         engine.report.files_downloaded += 1
@@ -354,14 +359,21 @@ def _unchanged(root: Path, rec: str, records: dict[str, Any], expected: int) -> 
     return seen == expected
 
 
-def _make_dir(parent: Path, root: Path) -> None:
-    """Create an entry's folder; a local file in the way (inside the Zarr) is replaced."""
+def _make_dir(parent: Path, root: Path) -> list[Path]:
+    """Create an entry's folder; a local file in the way (inside the Zarr) is replaced.
+
+    Returns the folders that did not exist before.
+    """
+    created = []
     probe = parent
     while probe != root and not probe.exists():
+        created.append(probe)
         probe = probe.parent
     if probe != root and not probe.is_dir():
         probe.unlink()
+        created.append(probe)
     parent.mkdir(parents=True, exist_ok=True)
+    return created
 
 
 def _remove_extras(root: Path, keys: set[str]) -> int:
