@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,36 @@ def test_zarr_download_and_noop(zarr_archive, tmp_path) -> None:
     r2 = download(url(zarr_archive), tmp_path, format="plain", existing="refresh")
     assert r2.files_downloaded == 0
     assert not [q for q in zarr_archive.requests if "/zarr/" in q.path]
+
+
+def test_zarr_written_in_place_is_not_skipped_whole(zarr_archive, tmp_path) -> None:
+    """Same size, mtime put back: the tree fingerprint still changes (ctime), so the Zarr is
+    checked entry by entry and the damaged chunk is found and replaced."""
+    download(url(zarr_archive), tmp_path, format="plain")
+    chunk = tmp_path / "000003" / "sample.zarr" / "arr_0" / "1"
+    st = chunk.stat()
+    chunk.write_bytes(b"\xff" * st.st_size)
+    os.utime(chunk, ns=(st.st_atime_ns, st.st_mtime_ns))
+    zarr_archive.clear_requests()
+    r = download(url(zarr_archive), tmp_path, format="plain", existing="overwrite-different")
+    assert zarr_tree(tmp_path) == ENTRIES
+    assert r.files_downloaded == 1
+    assert [q for q in zarr_archive.requests if "/zarr/" in q.path]  # it was listed
+
+
+def test_zarr_state_without_fingerprint_still_skips_whole(zarr_archive, tmp_path) -> None:
+    """A state database written before tree fingerprints falls back to per-entry records."""
+    download(url(zarr_archive), tmp_path, format="plain")
+    db = sqlite3.connect(tmp_path / ".dandiget" / "state.sqlite")
+    with db:
+        assert db.execute("DELETE FROM zarr_fingerprints").rowcount == 1
+    db.close()
+    zarr_archive.clear_requests()
+    r = download(url(zarr_archive), tmp_path, format="plain", existing="refresh")
+    assert r.files_downloaded == 0
+    assert not [q for q in zarr_archive.requests if "/zarr/" in q.path]
+    out = next(o for o in r.outcomes if o.kind == "zarr")
+    assert "checksum unchanged" in out.message
 
 
 def test_zarr_removes_extra_local_files(zarr_archive, tmp_path) -> None:
@@ -126,6 +158,24 @@ def test_zarr_replaces_local_file_and_empty_zarr(archive_factory, dandi_register
     empty = next(o for o in r.outcomes if o.path.endswith("empty.zarr"))
     assert empty.status == "downloaded" and "empty" in empty.message
     assert (tmp_path / "000003" / "empty.zarr").is_dir()
+
+
+def test_zarr_with_pending_checksum_is_downloaded_and_said_unverified(archive_factory,
+                                                                      dandi_register,
+                                                                      tmp_path) -> None:
+    """A Zarr the server has not checksummed yet: every entry is still md5-verified, and the
+    record says the tree itself could not be."""
+    from dandiget.testing import ArchiveSpec
+
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000003", assets=[ZarrSpec(path="sample.zarr", entries=ENTRIES,
+                                              checksum_pending=True)])]))
+    dandi_register(archive)
+    r = download(url(archive), tmp_path, format="plain")
+    assert zarr_tree(tmp_path) == ENTRIES
+    out = next(o for o in r.outcomes if o.path.endswith("sample.zarr"))
+    assert out.status == "downloaded"
+    assert "no Zarr checksum yet: not verified" in out.message
 
 
 def test_zarr_debug_records(zarr_archive, tmp_path, capsys) -> None:

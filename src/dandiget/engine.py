@@ -275,7 +275,8 @@ class Engine:
         if not self.options.get_assets:
             return
         if self.state is not None and not parsed.is_single_asset:
-            job.records = await asyncio.to_thread(self.state.load_prefix, job.prefix)
+            job.records = await asyncio.to_thread(self.state.load_prefix, job.prefix,
+                                                  blobs_only=True)
         await self._download_assets(job)
 
     async def _pick_version(self, client: ApiClient, dandiset: dict[str, Any],

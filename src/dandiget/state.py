@@ -52,6 +52,13 @@ CREATE TABLE IF NOT EXISTS zarrs (
     entries INTEGER NOT NULL,
     verified REAL NOT NULL
 );
+-- Hash of every file's stat signature in a verified Zarr: one comparison instead of one
+-- record per entry decides that a Zarr is untouched (a separate table so that databases
+-- written before it keep working).
+CREATE TABLE IF NOT EXISTS zarr_fingerprints (
+    path TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL
+);
 """
 
 
@@ -69,6 +76,8 @@ class ZarrRow:
     zarr_id: str
     checksum: str
     entries: int
+    #: ``zarr.tree_fingerprint`` of the local tree when it was verified (None: not kept).
+    fingerprint: str | None = None
 
 
 class LocalState:
@@ -127,8 +136,14 @@ class LocalState:
 
     # ------------------------------------------------------------------ files
 
-    def load_prefix(self, prefix: str) -> dict[str, StateRecord]:
-        """Every file record at or below ``prefix`` (a relative folder path, "" for all)."""
+    def load_prefix(self, prefix: str, *, blobs_only: bool = False) -> dict[str, StateRecord]:
+        """Every file record at or below ``prefix`` (a relative folder path, "" for all).
+
+        ``blobs_only`` leaves out Zarr entries (recorded with md5; blobs with dandi-etag):
+        a dandiset-wide preload then costs per asset, not per chunk, and each Zarr loads
+        its own entries only when it is not skipped whole.
+        """
+        where = " AND algo != 'md5'" if blobs_only else ""
         with self._lock:
             conn = self._connect()
             if conn is None:
@@ -139,10 +154,11 @@ class LocalState:
                     hi = lo[:-1] + "0"  # "/" + 1
                     rows = conn.execute(
                         "SELECT path,size,mtime_ns,ino,ctime_ns,algo,digest FROM files "
-                        "WHERE path >= ? AND path < ?", (lo, hi)).fetchall()
+                        "WHERE path >= ? AND path < ?" + where, (lo, hi)).fetchall()
                 else:
                     rows = conn.execute(
                         "SELECT path,size,mtime_ns,ino,ctime_ns,algo,digest FROM files"
+                        + (" WHERE" + where.removeprefix(" AND") if where else "")
                     ).fetchall()
             except sqlite3.DatabaseError as e:
                 log.warning("Could not read local state: %s", e)
@@ -184,6 +200,7 @@ class LocalState:
                 conn.execute("DELETE FROM files WHERE path = ? OR (path >= ? AND path < ?)",
                              (p, p + "/", p + "0"))
                 conn.execute("DELETE FROM zarrs WHERE path = ?", (p,))
+                conn.execute("DELETE FROM zarr_fingerprints WHERE path = ?", (p,))
             conn.execute("COMMIT")
 
     def flush(self) -> None:
@@ -209,11 +226,13 @@ class LocalState:
             conn = self._connect()
             if conn is None:
                 return None
-            r = conn.execute("SELECT zarr_id,checksum,entries FROM zarrs WHERE path = ?",
-                             (path,)).fetchone()
-        return ZarrRow(r[0], r[1], r[2]) if r else None
+            r = conn.execute("SELECT z.zarr_id,z.checksum,z.entries,f.fingerprint FROM zarrs z "
+                             "LEFT JOIN zarr_fingerprints f ON f.path = z.path "
+                             "WHERE z.path = ?", (path,)).fetchone()
+        return ZarrRow(r[0], r[1], r[2], r[3]) if r else None
 
-    def record_zarr(self, path: str, zarr_id: str, checksum: str, entries: int) -> None:
+    def record_zarr(self, path: str, zarr_id: str, checksum: str, entries: int,
+                    fingerprint: str | None = None) -> None:
         if self.readonly:
             return
         self.flush()
@@ -221,8 +240,19 @@ class LocalState:
             conn = self._connect()
             if conn is None:
                 return
-            conn.execute("INSERT OR REPLACE INTO zarrs VALUES (?,?,?,?,?)",
-                         (path, zarr_id, checksum, entries, time.time()))
+            conn.execute("BEGIN")
+            try:
+                conn.execute("INSERT OR REPLACE INTO zarrs VALUES (?,?,?,?,?)",
+                             (path, zarr_id, checksum, entries, time.time()))
+                if fingerprint is None:
+                    conn.execute("DELETE FROM zarr_fingerprints WHERE path = ?", (path,))
+                else:
+                    conn.execute("INSERT OR REPLACE INTO zarr_fingerprints VALUES (?,?)",
+                                 (path, fingerprint))
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
 
 def rel_to_root(root: Path, path: Path) -> str:

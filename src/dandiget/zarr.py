@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import hashlib
 import os
 import re
 import time
@@ -178,15 +179,22 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
     state = engine.state
     records: dict[str, Any] = {}
     if state is not None:
-        records = job.records if job.records else await asyncio.to_thread(state.load_prefix, rec)
         if (not partial and opts.existing in (DownloadExisting.REFRESH,
                                               DownloadExisting.OVERWRITE_DIFFERENT,
                                               DownloadExisting.SKIP)
                 and asset.zarr_checksum and target.is_dir()):
             zrow = await asyncio.to_thread(state.get_zarr, rec)
+            unchanged = False
             if (zrow is not None and zrow.zarr_id == asset.zarr_id
-                    and zrow.checksum == asset.zarr_checksum
-                    and await asyncio.to_thread(_unchanged, target, rec, records, zrow.entries)):
+                    and zrow.checksum == asset.zarr_checksum):
+                if zrow.fingerprint is not None:  # one walk, no per-entry records
+                    unchanged = (await asyncio.to_thread(tree_fingerprint, target)
+                                 == zrow.fingerprint)
+                else:  # a state database from before fingerprints
+                    records = await asyncio.to_thread(state.load_prefix, rec)
+                    unchanged = await asyncio.to_thread(_unchanged, target, rec, records,
+                                                        zrow.entries)
+            if unchanged:
                 reason = "checksum unchanged since the last verified download"
                 if opts.dry_run:
                     engine.emit(Planned(rec, "skip", asset.size, reason, kind="zarr"))
@@ -194,6 +202,8 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
                     engine.emit(Skipped(rec, reason=reason, size=asset.size, kind="zarr"))
                 engine._count_skip(rec, "zarr", asset.size, reason)
                 return
+        if not records:
+            records = await asyncio.to_thread(state.load_prefix, rec)
     engine.emit(Started(rec, asset.size, kind="zarr"))
     if not opts.dry_run:
         target.mkdir(parents=True, exist_ok=True)
@@ -330,7 +340,9 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             raise ChecksumError("Zarr checksum", local, asset.zarr_checksum)
         engine.emit(Verified(rec, "ok"))
         if state is not None:
-            await asyncio.to_thread(state.record_zarr, rec, asset.zarr_id, local, len(listed))
+            fingerprint = await asyncio.to_thread(tree_fingerprint, target)
+            await asyncio.to_thread(state.record_zarr, rec, asset.zarr_id, local, len(listed),
+                                    fingerprint)
     message = tracker.message() or "empty Zarr"
     if checksum_note:
         message = f"{message}; {checksum_note}"
@@ -357,6 +369,34 @@ def _unchanged(root: Path, rec: str, records: dict[str, Any], expected: int) -> 
             return False
         seen += 1
     return seen == expected
+
+
+def tree_fingerprint(root: Path) -> str:
+    """A hash of every local file's key and stat signature (size, mtime, inode, ctime).
+
+    Recorded when a Zarr is verified; equal on a later run means no file was added, removed,
+    replaced or written since (writing changes ctime, even when mtime is put back), so the
+    Zarr can be skipped whole after one ``lstat`` per file and no per-entry bookkeeping.
+    """
+    rows = []
+    stack = [(os.fspath(root), "")]
+    while stack:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
+            for de in it:
+                if de.name in ZARR_EXCLUDED:
+                    continue
+                key = prefix + de.name
+                if de.is_dir(follow_symlinks=False):
+                    stack.append((de.path, key + "/"))
+                else:
+                    st = de.stat(follow_symlinks=False)
+                    rows.append(f"{key}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
+                                f"\0{st.st_ctime_ns}")
+    rows.sort()
+    h = hashlib.blake2b(digest_size=16)
+    h.update("\n".join(rows).encode("utf-8", "surrogateescape"))
+    return f"{h.hexdigest()}-{len(rows)}"
 
 
 def _make_dir(parent: Path, root: Path) -> list[Path]:
