@@ -112,6 +112,15 @@ def test_object_replaced_between_parts_is_detected(archive_factory, dandi_regist
     assert not (tmp_path / "000021" / "big.bin").exists()
 
 
+def rerun_with_refresh(url: str, out: Path) -> dict:
+    """Run ``dandiget download -e refresh`` in a fresh process; its JSON summary."""
+    r = subprocess.run([sys.executable, "-m", "dandiget.cli", "download", url, "-o", str(out),
+                        "-f", "json", "-e", "refresh"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout.splitlines()[-1])
+
+
 def test_kill_9_in_a_zarr_then_resume(archive_factory, tmp_path) -> None:
     archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000022", assets=[
         ZarrSpec(path="z.zarr", generated=(400, 2048, 3))])]))
@@ -132,11 +141,7 @@ def test_kill_9_in_a_zarr_then_resume(archive_factory, tmp_path) -> None:
     assert 0 < had < 400
     archive.clear_faults()
     archive.clear_requests()
-    r = subprocess.run([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
-                        str(tmp_path), "-f", "json", "-e", "refresh"], capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout.splitlines()[-1])
+    summary = rerun_with_refresh(url, tmp_path)
     assert summary["ok"] and summary["files_downloaded"] <= 400 - had + 8
     assert sum(1 for p in zdir.rglob("*") if p.is_file()) == 400
 
@@ -173,11 +178,7 @@ def test_kill_9_in_a_many_file_dandiset_then_resume(archive_factory, tmp_path) -
     for path, data in before.items():  # nothing short, nothing unverified at a final path
         assert data == contents[path], path
     archive.clear_faults()
-    r = subprocess.run([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
-                        str(tmp_path), "-f", "json", "-e", "refresh"], capture_output=True,
-                       text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    summary = json.loads(r.stdout.splitlines()[-1])
+    summary = rerun_with_refresh(url, tmp_path)
     assert summary["ok"]
     assert summary["files_downloaded"] <= len(contents) - len(before) + 1  # + dandiset.yaml
     assert finals() == contents

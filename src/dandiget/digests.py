@@ -241,21 +241,28 @@ def parse_zarr_checksum(value: str) -> tuple[str, int, int]:
     return m.group(1), int(m.group(2)), int(m.group(3))
 
 
-def iter_local_zarr(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path]]:
-    """Yield (key, path) for every file of a local Zarr, skipping the excluded names."""
-    root = Path(root)
-    stack = [(root, "")]
+def walk_local_zarr(root: str | os.PathLike[str]) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """Yield (key, entry) for everything but folders in a local Zarr (links not followed),
+    skipping the excluded names at every level."""
+    stack = [(os.fspath(root), "")]
     while stack:
-        d, prefix = stack.pop()
-        with os.scandir(d) as it:
+        folder, prefix = stack.pop()
+        with os.scandir(folder) as it:
             for de in it:
                 if de.name in ZARR_EXCLUDED:
                     continue
-                key = f"{prefix}{de.name}"
+                key = prefix + de.name
                 if de.is_dir(follow_symlinks=False):
-                    stack.append((Path(de.path), key + "/"))
-                elif de.is_file():
-                    yield key, Path(de.path)
+                    stack.append((de.path, key + "/"))
+                else:
+                    yield key, de
+
+
+def iter_local_zarr(root: str | os.PathLike[str]) -> Iterator[tuple[str, Path]]:
+    """Yield (key, path) for every file of a local Zarr, skipping the excluded names."""
+    for key, de in walk_local_zarr(root):
+        if de.is_file():
+            yield key, Path(de.path)
 
 
 def local_zarr_checksum(root: str | os.PathLike[str],

@@ -23,7 +23,13 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from .commit import remove_path, set_mtime
-from .digests import ZARR_EXCLUDED, file_hexdigest, iter_local_zarr, zarr_checksum
+from .digests import (
+    ZARR_EXCLUDED,
+    file_hexdigest,
+    iter_local_zarr,
+    walk_local_zarr,
+    zarr_checksum,
+)
 from .errors import ChecksumError, DandigetError
 from .events import Done, Message, Planned, Skipped, Started, Verified, ZarrUpdate
 from .listing import RemoteAsset, ZarrEntry
@@ -379,20 +385,9 @@ def tree_fingerprint(root: Path) -> str:
     Zarr can be skipped whole after one ``lstat`` per file and no per-entry bookkeeping.
     """
     rows = []
-    stack = [(os.fspath(root), "")]
-    while stack:
-        folder, prefix = stack.pop()
-        with os.scandir(folder) as it:
-            for de in it:
-                if de.name in ZARR_EXCLUDED:
-                    continue
-                key = prefix + de.name
-                if de.is_dir(follow_symlinks=False):
-                    stack.append((de.path, key + "/"))
-                else:
-                    st = de.stat(follow_symlinks=False)
-                    rows.append(f"{key}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}"
-                                f"\0{st.st_ctime_ns}")
+    for key, de in walk_local_zarr(root):
+        st = de.stat(follow_symlinks=False)
+        rows.append(f"{key}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}")
     rows.sort()
     h = hashlib.blake2b(digest_size=16)
     h.update("\n".join(rows).encode("utf-8", "surrogateescape"))
