@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -111,6 +112,20 @@ class UrlJob:
     version: str | None = None
     #: State records below this URL's prefix, keyed by path relative to ``output_dir``.
     records: dict[str, Any] = field(default_factory=dict)
+    #: Folders seen missing when this job first looked (asset paths within a job are unique,
+    #: so nothing in them can be a local copy of a later asset): saves a failing ``lstat``
+    #: per asset on a first download or a dry run of a large dandiset.
+    missing_dirs: dict[Path, bool] = field(default_factory=dict)
+
+    def local_stat(self, target: Path) -> LocalStat | None:
+        parent = target.parent
+        missing = self.missing_dirs.get(parent)
+        if missing:
+            return None
+        local = LocalStat.of(target)
+        if local is None and missing is None:
+            self.missing_dirs[parent] = not os.path.isdir(parent)
+        return local
 
     @property
     def output_path(self) -> Path:
@@ -425,7 +440,7 @@ class Engine:
             raise DandigetError(
                 f"dandi-etag not available for asset. Known digests: {asset.digests}")
         remote = RemoteFile(asset.size, asset.mtime, ("dandi-etag", etag))
-        local = LocalStat.of(target)
+        local = job.local_stat(target)
         record = job.records.get(rec) or (
             self.state.get(rec) if self.state and job.parsed.is_single_asset else None)
         decision = decide(self.options.existing, local, remote, record)

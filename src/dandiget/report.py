@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Status = Literal["downloaded", "skipped", "failed", "deleted", "would-download", "would-skip",
@@ -66,8 +66,8 @@ class DownloadReport:
         parts.append(f"{n} error{'s' if n != 1 else ''}")
         return ", ".join(parts) + f" in {self.duration:.1f} s"
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, *, outcomes: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
             "ok": self.ok,
             "dry_run": self.dry_run,
             "duration": round(self.duration, 3),
@@ -78,5 +78,8 @@ class DownloadReport:
             "bytes_skipped": self.bytes_skipped,
             "files_deleted": self.files_deleted,
             "errors": len(self.errors),
-            "outcomes": [asdict(o) for o in self.outcomes],
         }
+        if outcomes:  # by hand: dataclasses.asdict deep-copies, 10x slower per outcome
+            d["outcomes"] = [{"path": o.path, "status": o.status, "kind": o.kind,
+                              "size": o.size, "message": o.message} for o in self.outcomes]
+        return d

@@ -92,9 +92,7 @@ class JsonRenderer:
     def finish(self, report: DownloadReport | None, error: BaseException | None) -> None:
         d: dict[str, Any] = {"schema": SCHEMA, "time": round(time.time(), 3), "event": "summary"}
         if report is not None:
-            r = report.to_dict()
-            r.pop("outcomes")
-            d.update(r)
+            d.update(report.to_dict(outcomes=False))
             d["error_list"] = [{"path": o.path, "message": o.message} for o in report.errors]
         else:
             d["ok"] = False
