@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,22 @@ import pytest
 from dandiget.config import TransferConfig
 from dandiget.instances import register_instance, unregister_instance
 from dandiget.retry import RetryPolicy
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(path: Path, options: str) -> Iterator[Path]:
+    """A small tmpfs at ``path`` (a new folder) for disk-full and read-only tests; the test
+    is skipped where mounting is not allowed, and the mount never outlives it."""
+    path.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=False)
+
 
 #: Retries without the production back-off, so fault tests stay fast.
 FAST = TransferConfig(retry=RetryPolicy(attempts=6, base_delay=0.01, max_delay=0.05))

@@ -23,7 +23,7 @@ from dandiget.errors import DownloadFailed
 from dandiget.retry import RetryPolicy
 from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec, UserSpec, ZarrSpec
 
-from .conftest import FAST, tree
+from .conftest import FAST, mounted_tmpfs, tree
 
 
 def small_spec(**kw) -> ArchiveSpec:
@@ -186,21 +186,13 @@ def test_kill_9_in_a_many_file_dandiset_then_resume(archive_factory, tmp_path) -
 
 
 def test_read_only_output_folder(archive_factory, dandi_register, tmp_path) -> None:
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
-                       capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount here")
-    try:
+    with mounted_tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
         archive = archive_factory(small_spec())
         dandi_register(archive)
         with pytest.raises((DownloadFailed, OSError)) as exc:
             download(f"dandi://{archive.instance.name}/000020", ro, format="plain")
         assert "Read-only file system" in str(exc.value) or any(
             "Read-only file system" in o.message for o in exc.value.report.errors)  # type: ignore[union-attr]
-    finally:
-        subprocess.run(["umount", str(ro)], check=False)
 
 
 # ---------------------------------------------------------------- a hostile API server

@@ -4,7 +4,6 @@ makes a run slower, never wrong; disk full is a clear error."""
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,8 @@ import dandiget.digests
 from dandiget.download import download
 from dandiget.errors import DownloadFailed
 from dandiget.state import STATE_DIR, STATE_FILE
+
+from .conftest import mounted_tmpfs
 
 
 def no_reads(monkeypatch) -> list[str]:
@@ -72,14 +73,8 @@ def test_damaged_state_degrades_gracefully(text_archive, dandi_url, tmp_path, da
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                       capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=False)
+    with mounted_tmpfs(tmp_path / "tiny", "size=1m") as mnt:
+        yield mnt
 
 
 def test_disk_full(archive_factory, tiny_disk) -> None:
