@@ -28,6 +28,7 @@ from dandiget.testing.queries import filter_assets, path_rows
 from dandiget.testing.recording import RequestLog
 from dandiget.testing.records import Asset, Dandiset, NotFound, User, Version, Zarr
 from dandiget.testing.sending import (
+    Host,
     Reply,
     detail_reply,
     fault_reply,
@@ -105,17 +106,12 @@ class Route:
         return {m.strip() for m in self.allow.split(",")} | {"HEAD"}
 
 
-class ApiHost:
+class ApiHost(Host):
     """The aiohttp application answering ``/api/...``."""
 
     def __init__(self, store: Store, site: md.Site, signer: Signer, faults: FaultSet,
                  log: RequestLog, pool: ThreadPoolExecutor):
-        self.store = store
-        self.site = site
-        self.signer = signer
-        self.faults = faults
-        self.log = log
-        self.pool = pool
+        super().__init__(store, site, signer, faults, log, pool)
         R = self._route
         self.routes = [
             R(r"/api/info/", self.info, "GET, OPTIONS"),

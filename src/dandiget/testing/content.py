@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
@@ -29,11 +28,16 @@ from ruamel.yaml import YAML
 from dandiget.testing import metadata as md
 from dandiget.testing.bucket_listing import list_objects_v2
 from dandiget.testing.data import BytesSource, Source
-from dandiget.testing.faults import FaultSet, Plan
-from dandiget.testing.presign import Signer
-from dandiget.testing.recording import RequestLog
+from dandiget.testing.faults import Plan
 from dandiget.testing.records import NotFound
-from dandiget.testing.sending import Reply, fault_reply, s3_error, s3_error_body, send
+from dandiget.testing.sending import (
+    Host,
+    Reply,
+    fault_reply,
+    s3_error,
+    s3_error_body,
+    send,
+)
 from dandiget.testing.store import Store
 
 BLOB_KEY = re.compile(r"blobs/([0-9a-f]{3})/([0-9a-f]{3})/([0-9a-f-]{36})")
@@ -106,17 +110,8 @@ def manifest(store: Store, site: md.Site, did: str, ver: str, name: str) -> Stor
     return StoredObject(BytesSource(body), md5_of(body), v.modified, ctype, d.embargoed)
 
 
-class ContentHost:
+class ContentHost(Host):
     """The aiohttp application playing the bucket."""
-
-    def __init__(self, store: Store, site: md.Site, signer: Signer, faults: FaultSet,
-                 log: RequestLog, pool: ThreadPoolExecutor):
-        self.store = store
-        self.site = site
-        self.signer = signer
-        self.faults = faults
-        self.log = log
-        self.pool = pool
 
     def app(self) -> web.Application:
         app = web.Application()

@@ -12,13 +12,36 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
 from dandiget.testing.faults import Plan
 from dandiget.testing.recording import RequestRecord
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dandiget.testing import metadata as md
+    from dandiget.testing.faults import FaultSet
+    from dandiget.testing.presign import Signer
+    from dandiget.testing.recording import RequestLog
+    from dandiget.testing.store import Store
+
+
+class Host:
+    """What the API and the content host both answer from: the archive's data, its public
+    URLs, URL signing, the injected faults, the request log and a pool for blocking work."""
+
+    def __init__(self, store: Store, site: md.Site, signer: Signer, faults: FaultSet,
+                 log: RequestLog, pool: ThreadPoolExecutor):
+        self.store = store
+        self.site = site
+        self.signer = signer
+        self.faults = faults
+        self.log = log
+        self.pool = pool
 
 DJANGO_404 = (
     b"\n<!doctype html>\n<html lang=\"en\">\n<head>\n  <title>Not Found</title>\n</head>\n"
