@@ -140,9 +140,10 @@ def test_ctrl_c_exits_130_and_rerun_completes(archive_factory, tmp_path) -> None
                              str(tmp_path), "-f", "plain"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list((tmp_path / "000008").glob(".big.bin*")):
-        time.sleep(0.05)
-    time.sleep(0.5)
+    while time.monotonic() < deadline and not (
+            list((tmp_path / "000008").glob(".big.bin*"))
+            and any("/blobs/" in q.path for q in archive.requests if q.host == "content")):
+        time.sleep(0.05)  # a subprocess gives no other signal than what it leaves behind
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
