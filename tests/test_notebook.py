@@ -11,9 +11,11 @@ import json
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -49,12 +51,13 @@ CELLS = [
     'report = download(f"{{ARCHIVE}}/dandisets/000001/", "data")\n'
     'report',
     'download(f"{{ARCHIVE}}/dandisets/000002/", "data")',
+    'download(f"{{ARCHIVE}}/dandisets/000003/", "data")  # interrupted by the test',
     'import threading\n\n'
     'sorted(t.name for t in threading.enumerate() if t.name.startswith("dandiget"))',
     'from dandiget.download import download\n\n'  # run in JupyterLab; nbclient skips it
     'download(f"{{ARCHIVE}}/dandisets/000001/", "live")',
 ]
-DOWNLOAD, FAILING, THREADS, LIVE = 1, 2, 3, 4
+DOWNLOAD, FAILING, INTERRUPTED, THREADS, LIVE = 1, 2, 3, 4, 5
 
 
 def spec() -> ArchiveSpec:
@@ -68,6 +71,9 @@ def spec() -> ArchiveSpec:
             BlobSpec("good.txt", b"fine\n"),
             BlobSpec("missing.nwb", b"m" * 1000),
             BlobSpec("corrupt.nwb", b"c" * 1000),
+        ]),
+        DandisetSpec("000003", name="Interrupted", assets=[
+            BlobSpec("slow.nwb", size=8 * MiB, seed=3),  # 8 s: interrupted long before
         ]),
     ])
 
@@ -118,6 +124,16 @@ def blob_of(archive: TestArchive, dandiset: str, path: str) -> str:
     return re.escape(blob)
 
 
+def interrupt_when_fetching(client: NotebookClient, archive: TestArchive, blob: str,
+                            done: threading.Event) -> None:
+    """Press Jupyter's "interrupt the kernel" (SIGINT, as ipykernel's interrupt mode is
+    "signal") once the content host is sending ``blob``."""
+    while not done.wait(0.05):
+        if any(r.host == "content" and re.search(blob, r.path) for r in archive.requests):
+            os.kill(client.km.provisioner.process.pid, signal.SIGINT)
+            return
+
+
 @pytest.fixture(scope="module")
 def run(jupyter_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[NotebookRun]:
     """The demo notebook, executed once on a real kernel (the kernel is shut down after)."""
@@ -127,16 +143,28 @@ def run(jupyter_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
             archive.inject(blob_of(archive, "000001", path), host="content", rate=3 * MiB // 2)
         archive.inject(blob_of(archive, "000002", "missing.nwb"), host="content", status=404)
         archive.inject(blob_of(archive, "000002", "corrupt.nwb"), host="content", corrupt=True)
+        slow = blob_of(archive, "000003", "slow.nwb")
         nb = nbformat.v4.new_notebook()
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                      "language": "python"}
         nb.cells = [nbformat.v4.new_code_cell(src.format(api_url=archive.api_url))
                     for src in CELLS]
-        nb.cells[FAILING].metadata["tags"] = ["raises-exception"]
+        archive.inject(slow, host="content", rate=1 * MiB)
+        for cell in (FAILING, INTERRUPTED):
+            nb.cells[cell].metadata["tags"] = ["raises-exception"]
         nb.cells[LIVE].metadata["tags"] = ["skip-execution"]
         result = NotebookRun(archive, workdir, nb)
-        RecordingClient(nb, result.messages, kernel_name="python3", timeout=120,
-                        resources={"metadata": {"path": str(workdir)}}).execute()
+        client = RecordingClient(nb, result.messages, kernel_name="python3", timeout=120,
+                                 resources={"metadata": {"path": str(workdir)}})
+        done = threading.Event()
+        interrupter = threading.Thread(target=interrupt_when_fetching,
+                                       args=(client, archive, slow, done))
+        interrupter.start()
+        try:
+            client.execute()
+        finally:
+            done.set()
+            interrupter.join()
         nbformat.write(nb, workdir / "dandiget.ipynb")
         yield result
 
@@ -214,6 +242,17 @@ def test_failures_show_path_and_reason(run: NotebookRun) -> None:
     assert not (root / "missing.nwb").exists() and not (root / "corrupt.nwb").exists()
 
 
+def test_interrupting_the_kernel_stops_the_download(run: NotebookRun) -> None:
+    outputs = run.outputs(INTERRUPTED)
+    check_clean(outputs)
+    [live] = displays(run, INTERRUPTED)
+    plain = live.data["text/plain"]
+    assert "Interrupted." in plain and "000003/slow.nwb" in plain
+    assert [o.ename for o in outputs if o.output_type == "error"] == ["KeyboardInterrupt"]
+    assert not (run.workdir / "data" / "000003" / "slow.nwb").exists()
+    # and it stayed stopped: the next cell saw no dandiget thread (see the test below)
+
+
 def test_nothing_keeps_running_after_the_cell(run: NotebookRun) -> None:
     """No dandiget thread outlives its cell, and nothing printed into a later cell."""
     [result] = run.outputs(THREADS)
@@ -238,6 +277,10 @@ def jupyterlab(run: NotebookRun, jupyter_env: Path) -> Iterator[str]:
     news = settings / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     news.parent.mkdir(parents=True)
     news.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # every cell laid out at once, so clicking the first one does not race the scrolling
+    tracker = settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
+    tracker.parent.mkdir(parents=True)
+    tracker.write_text(json.dumps({"windowingMode": "none"}))
     port = free_port()
     log = (jupyter_env / "jupyterlab.log").open("wb")
     proc = subprocess.Popen(

@@ -10,6 +10,7 @@ the summary, without escape codes and without a second copy of the table.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import threading
 from typing import Any
@@ -68,6 +69,8 @@ class NotebookRenderer:
         with self.lock:
             self.console.print(self.table.render())
             if final:
+                if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
+                    self.console.print(Text("Interrupted.", style="yellow"), highlight=False)
                 self._print_lines(self.planned, "planned actions")
                 if report is not None:
                     self._print_lines([f"FAILED {o.path}: {o.message}" for o in report.errors],
