@@ -51,13 +51,14 @@ CELLS = [
     'report = download(f"{{ARCHIVE}}/dandisets/000001/", "data")\n'
     'report',
     'download(f"{{ARCHIVE}}/dandisets/000002/", "data")',
+    'download(f"{{ARCHIVE}}/dandisets/000009/", "data")  # no such dandiset',
     'download(f"{{ARCHIVE}}/dandisets/000003/", "data")  # interrupted by the test',
     'import threading\n\n'
     'sorted(t.name for t in threading.enumerate() if t.name.startswith("dandiget"))',
     'from dandiget.download import download\n\n'  # run in JupyterLab; nbclient skips it
     'download(f"{{ARCHIVE}}/dandisets/000001/", "live")',
 ]
-DOWNLOAD, FAILING, INTERRUPTED, THREADS, LIVE = 1, 2, 3, 4, 5
+DOWNLOAD, FAILING, NOT_FOUND, INTERRUPTED, THREADS, LIVE = 1, 2, 3, 4, 5, 6
 
 
 def spec() -> ArchiveSpec:
@@ -150,7 +151,7 @@ def run(jupyter_env: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         nb.cells = [nbformat.v4.new_code_cell(src.format(api_url=archive.api_url))
                     for src in CELLS]
         archive.inject(slow, host="content", rate=1 * MiB)
-        for cell in (FAILING, INTERRUPTED):
+        for cell in (FAILING, NOT_FOUND, INTERRUPTED):
             nb.cells[cell].metadata["tags"] = ["raises-exception"]
         nb.cells[LIVE].metadata["tags"] = ["skip-execution"]
         result = NotebookRun(archive, workdir, nb)
@@ -240,6 +241,16 @@ def test_failures_show_path_and_reason(run: NotebookRun) -> None:
     root = run.workdir / "data" / "000002"
     assert (root / "good.txt").read_bytes() == b"fine\n"
     assert not (root / "missing.nwb").exists() and not (root / "corrupt.nwb").exists()
+
+
+def test_a_bad_url_says_why_in_the_display(run: NotebookRun) -> None:
+    outputs = run.outputs(NOT_FOUND)
+    check_clean(outputs)
+    [live] = displays(run, NOT_FOUND)
+    [error] = [o for o in outputs if o.output_type == "error"]
+    assert error.ename == "NotFoundError"
+    assert f"NotFoundError: {error.evalue}" in live.data["text/plain"]
+    assert "000009" in error.evalue
 
 
 def test_interrupting_the_kernel_stops_the_download(run: NotebookRun) -> None:
@@ -369,7 +380,7 @@ def test_jupyterlab_shows_the_table(jupyterlab: str, browser: Any) -> None:
 
 
 def test_jupyterlab_updates_the_table_live(run: NotebookRun, jupyterlab: str,
-                                           browser: Any) -> None:
+                                           browser: Any, jupyter_env: Path) -> None:
     """A person runs the cell in JupyterLab: the one table changes while files arrive."""
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     try:
@@ -393,6 +404,8 @@ def test_jupyterlab_updates_the_table_live(run: NotebookRun, jupyterlab: str,
     except BaseException:
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "jupyter-live-failure.png")
+        print(page.locator(".jp-Cell").nth(LIVE).inner_text()[:6000])
+        print((jupyter_env / "jupyterlab.log").read_text())
         print(f"failure screenshot: {ARTIFACTS / 'jupyter-live-failure.png'}")
         raise
     finally:

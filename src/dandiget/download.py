@@ -93,7 +93,7 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     result: list[T] = []
     error: list[BaseException] = []
     running: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = []
-    started = threading.Event()
+    started, finished = threading.Event(), threading.Event()
 
     async def main() -> T:
         task = asyncio.current_task()
@@ -109,11 +109,14 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
             error.append(e)
         finally:
             started.set()
+            finished.set()
 
     t = threading.Thread(target=target, name="dandiget", daemon=True)
     t.start()
     try:
-        t.join()
+        # An Event, not t.join(): Python 3.11's join() interrupted by Ctrl-C can mark the
+        # thread as stopped while it still runs (bpo-45274), and the next join returns early.
+        finished.wait()
     except KeyboardInterrupt:
         # Jupyter's "interrupt the kernel" lands in this waiting thread: cancel the download
         # as Ctrl-C does in a terminal, or it goes on writing files after the cell ended.
@@ -121,8 +124,11 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
         for loop, task in running:
             with contextlib.suppress(RuntimeError):  # the run ended meanwhile: loop closed
                 loop.call_soon_threadsafe(task.cancel)
-        t.join()
+        finished.wait()
         raise
+    finally:
+        if finished.is_set():
+            t.join()
     if error:
         raise error[0]
     return result[0]

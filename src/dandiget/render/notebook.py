@@ -71,13 +71,15 @@ class NotebookRenderer:
             if final:
                 if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
                     self.console.print(Text("Interrupted.", style="yellow"), highlight=False)
+                elif error is not None and getattr(error, "report", None) is None:
+                    # not a per-file failure (those are listed below): a bad URL, no network
+                    self.console.print(Text(f"{type(error).__name__}: {error}", style="red"),
+                                       highlight=False)
                 self._print_lines(self.planned, "planned actions")
                 if report is not None:
                     self._print_lines([f"FAILED {o.path}: {o.message}" for o in report.errors],
                                       "errors", style="red")
                     self.console.print(report.summary(), highlight=False)
-                elif error is not None:
-                    self.console.print(Text(f"FAILED: {error!r}", style="red"), highlight=False)
             text = self.console.export_text(clear=False)
             html = self.console.export_html(inline_styles=True, code_format=HTML_FORMAT)
         return {"text/plain": text, "text/html": html}
