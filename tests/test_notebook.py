@@ -7,6 +7,7 @@ The screenshots land in ``tests/artifacts/`` (git-ignored); the test output says
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -346,13 +347,40 @@ def browser() -> Iterator[Any]:
             b.close()
 
 
-def test_jupyterlab_shows_the_table(jupyterlab: str, browser: Any) -> None:
+@pytest.fixture(scope="module")
+def lab(jupyterlab: str, browser: Any, jupyter_env: Path) -> Iterator[Any]:
+    """One JupyterLab page with the notebook open, once its kernel says Idle: before that,
+    clicks and keys land in a half-built page (and a second page would start and shut down
+    a second kernel for the same notebook, interrupting the first)."""
     page = browser.new_page(viewport={"width": 1440, "height": 1000})
     try:
-        page.goto(jupyterlab)
+        with evidence(page, jupyter_env, "jupyterlab-open"):
+            page.goto(jupyterlab)
+            page.get_by_text(re.compile(r"\(ipykernel\) \| Idle$")).wait_for(timeout=45_000)
+        yield page
+    finally:
+        page.close()
+
+
+@contextlib.contextmanager
+def evidence(page: Any, jupyter_env: Path, name: str) -> Iterator[None]:
+    """On failure: a screenshot in the artifacts folder and JupyterLab's log in the output."""
+    try:
+        yield
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / f"{name}-failure.png")
+        print(f"failure screenshot: {ARTIFACTS / f'{name}-failure.png'}")
+        print((jupyter_env / "jupyterlab.log").read_text())
+        raise
+
+
+def test_jupyterlab_shows_the_table(lab: Any, jupyter_env: Path) -> None:
+    page = lab
+    with evidence(page, jupyter_env, "jupyterlab"):
         area = page.locator(".jp-Cell").nth(DOWNLOAD).locator(".jp-OutputArea")
         table = area.locator("pre", has_text="Summary: 4/4 files")
-        table.wait_for(state="visible", timeout=45_000)
+        table.wait_for(state="visible", timeout=15_000)
         failures = page.locator(".jp-Cell").nth(FAILING).locator(
             "pre", has_text=re.compile("FAILED 000002"))
         failures.wait_for(state="visible", timeout=15_000)
@@ -375,16 +403,13 @@ def test_jupyterlab_shows_the_table(jupyterlab: str, browser: Any) -> None:
         bad = failures.inner_text()
         assert "FAILED 000002/missing.nwb: HTTP 404" in bad
         assert "FAILED 000002/corrupt.nwb: dandi-etag" in bad
-    finally:
-        page.close()
 
 
-def test_jupyterlab_updates_the_table_live(run: NotebookRun, jupyterlab: str,
-                                           browser: Any, jupyter_env: Path) -> None:
+def test_jupyterlab_updates_the_table_live(run: NotebookRun, lab: Any,
+                                           jupyter_env: Path) -> None:
     """A person runs the cell in JupyterLab: the one table changes while files arrive."""
-    page = browser.new_page(viewport={"width": 1440, "height": 1000})
-    try:
-        page.goto(jupyterlab)
+    page = lab
+    with evidence(page, jupyter_env, "jupyter-live"):
         for n in (0, LIVE):  # the kernel is new: ARCHIVE first, then the download
             page.locator(".jp-Cell").nth(n).locator(".jp-InputArea-editor").click()
             page.keyboard.press("Shift+Enter")
@@ -392,23 +417,14 @@ def test_jupyterlab_updates_the_table_live(run: NotebookRun, jupyterlab: str,
         out = cell.locator(".jp-OutputArea")
         # a row part-way through: DONE% between 1 and 99, still downloading
         midway = out.locator("pre", has_text=re.compile(r"│ [1-9]\d? +│[^\n]*downloading"))
-        midway.wait_for(state="visible", timeout=45_000)
+        midway.wait_for(state="visible", timeout=30_000)
         ARTIFACTS.mkdir(exist_ok=True)
         cell.screenshot(path=ARTIFACTS / "jupyter-live.png")
         print(f"screenshot: {ARTIFACTS / 'jupyter-live.png'}")
         assert "Summary: 4/4 files" not in midway.inner_text()
-        final = out.locator("pre", has_text="Summary: 4/4 files")
-        final.wait_for(state="visible", timeout=30_000)
+        final = out.locator("pre", has_text="Summary: 4/4 files").filter(
+            has_text="4 files downloaded (6.3 MB), 0 skipped, 0 errors")
+        final.wait_for(state="visible", timeout=30_000)  # the last redraw, with the report
         assert out.locator("pre", has_text="PATH").count() == 1  # updated in place
-        assert "4 files downloaded (6.3 MB), 0 skipped, 0 errors" in final.inner_text()
-    except BaseException:
-        ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=ARTIFACTS / "jupyter-live-failure.png")
-        print(page.locator(".jp-Cell").nth(LIVE).inner_text()[:6000])
-        print((jupyter_env / "jupyterlab.log").read_text())
-        print(f"failure screenshot: {ARTIFACTS / 'jupyter-live-failure.png'}")
-        raise
-    finally:
-        page.close()
     assert run.archive.compare_tree(run.workdir / "live" / "000001", "000001") == []
 
