@@ -83,8 +83,12 @@ class Verdict:
                 "unexpected": len(self.extra), "problems": self.problems()}
 
 
-def verify_tree(root: Path, files: dict[str, list], workers: int = 4) -> Verdict:
-    """``files``: ``{relpath: [size, "etag"|"md5", digest, key]}`` from ``expected.json``."""
+def verify_tree(root: Path, files: dict[str, list], workers: int = 4, *,
+                check_extra: bool = True) -> Verdict:
+    """``files``: ``{relpath: [size, "etag"|"md5", digest, key]}`` from ``expected.json``.
+
+    ``check_extra=False``: other files under ``root`` are not reported (checking one file).
+    """
     v = Verdict(expected=len(files))
 
     def check(item: tuple[str, list]) -> tuple[str, str, int]:
@@ -110,7 +114,7 @@ def verify_tree(root: Path, files: dict[str, list], workers: int = 4) -> Verdict
                 v.missing.append(rel)
             else:
                 v.wrong.append(rel)
-    if root.is_dir():
+    if check_extra and root.is_dir():
         for dirpath, _dirs, names in os.walk(root):
             for name in names:
                 rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
