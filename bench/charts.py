@@ -70,9 +70,19 @@ def _panels(runs: list[dict]) -> dict[tuple[str, str], dict[str, list[dict]]]:
     return panels
 
 
-def _colour(meta: dict, tool: str) -> str:
+def _family(meta: dict, tool: str) -> str:
     kind = meta["tools"].get(tool, {}).get("kind")
-    return COLOURS.get("dandi-cli" if kind == "dandi-cli" else tool.split()[0], "#9467bd")
+    return "dandi-cli" if kind == "dandi-cli" else tool.split()[0]
+
+
+def _colour(meta: dict, tool: str) -> str:
+    return COLOURS.get(_family(meta, tool), "#9467bd")
+
+
+def _rank(meta: dict, tool: str) -> int:
+    order = list(COLOURS)
+    fam = _family(meta, tool)
+    return order.index(fam) if fam in order else len(order)
 
 
 def _figure(meta: dict, panels: dict[tuple[str, str], dict[str, list[dict]]], value: Any,
@@ -89,7 +99,7 @@ def _figure(meta: dict, panels: dict[tuple[str, str], dict[str, list[dict]]], va
                              squeeze=False)
     for ax, key in zip(axes.flat, keys, strict=False):
         profile, scenario = key
-        tools = list(panels[key])
+        tools = sorted(panels[key], key=lambda t: (_rank(meta, t), t))
         meds, lo, hi = [], [], []
         for tool in tools:
             vals = [v for r in panels[key][tool] if (v := value(scenario, r)) is not None]
