@@ -1,14 +1,19 @@
 """dandiget benchmark: same data, same server, same machine, several tools in one run.
 
     python bench/run.py [--profiles loopback,s3like] [--scenarios big,files,zarr,...]
-                        [--tools dandiget,dandi-cli,curl,aria2c] [--repeat 3]
+                        [--tools dandiget,dandi-cli,curl,aria2c] [--repeat 3] [--seed N]
                         [--smoke] [--out DIR]
 
 Generates (once, cached) the corpus, serves it with nginx under a network profile and the
-test archive's API in its own process, runs every tool on every scenario ``--repeat``
-times, verifies every file of every output tree against the archive's digests (a wrong or
-incomplete tree marks that run FAILED), and writes ``results.md`` and ``results.json``
-to ``--out``. Exits 1 when any run FAILED. See BENCHMARKS.md.
+test archive's API in its own process (on ``s3like`` with the real API's latency,
+``api_latency.py``), and runs every scenario in ``--repeat`` rounds: every tool once per
+round, in an order shuffled per round from ``--seed`` (printed, and recorded with every
+order). Re-run scenarios start from a tree made by an untimed download with the HOME the
+re-runs keep (dandi-cli's digest cache included); the migration scenarios start every run
+from dandi-cli's tree as it made it. Every output tree is verified against the archive's
+digests (a wrong or incomplete tree marks that run FAILED). Writes ``results.md``,
+``results.json`` and the charts (``charts.py``) to ``--out``. Exits 1 when any run FAILED.
+See BENCHMARKS.md ("Protocol").
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from servers import (
     start_archive,
     start_nginx,
 )
-from verify import verify_tree
+from verify import first_expected_file, verify_tree
 
 PROFILES = ("loopback", "s3like")
 RERUN_MODES = ("refresh", "overwrite-different")
@@ -155,22 +160,6 @@ def slug(s: str) -> str:
 
 
 # --------------------------------------------------------------------------- running tools
-
-
-def first_expected_file(root: Path, files: dict[str, list]) -> str | None:
-    """The first complete expected file under ``root`` (temporary names do not count)."""
-    if not root.is_dir():
-        return None
-    for dirpath, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and not d.endswith(".dandidownload")]
-        for name in names:
-            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-            spec = files.get(rel)
-            if spec is not None:
-                with contextlib.suppress(OSError):
-                    if os.stat(os.path.join(dirpath, name)).st_size == spec[0]:
-                        return rel
-    return None
 
 
 def run_tool(st: State, tool: T.Tool, scen: Scenario, profile: str, archive: Archive,

@@ -7,6 +7,7 @@ should not be there are reported too, except ``dandiset.yaml`` at the top.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -124,3 +125,19 @@ def verify_tree(root: Path, files: dict[str, list], workers: int = 4, *,
     v.wrong.sort()
     v.extra.sort()
     return v
+
+
+def first_expected_file(root: Path, files: dict[str, list]) -> str | None:
+    """The first complete expected file under ``root`` (temporary names do not count)."""
+    if not root.is_dir():
+        return None
+    for dirpath, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not d.endswith(".dandidownload")]
+        for name in names:
+            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+            spec = files.get(rel)
+            if spec is not None:
+                with contextlib.suppress(OSError):
+                    if os.stat(os.path.join(dirpath, name)).st_size == spec[0]:
+                        return rel
+    return None
