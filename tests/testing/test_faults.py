@@ -236,3 +236,9 @@ def test_clearing_faults_releases_held_responses(archive: TestArchive) -> None:
 def test_wait_paused_times_out_when_nothing_arrives(archive: TestArchive) -> None:
     f = archive.inject(r"/never/", pause_at=0)
     assert f.wait_paused(timeout=0.05) is False
+
+
+def test_skip_lets_the_first_requests_through(archive: TestArchive, data: bytes) -> None:
+    f = archive.inject(r"/blobs/", host="content", drop_after=10, skip=2)
+    assert [len(fetch(url(archive)).body) for _ in range(4)] == [SIZE, SIZE, 10, 10]
+    assert (f.seen, f.hits) == (4, 2)

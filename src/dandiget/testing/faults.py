@@ -91,7 +91,11 @@ class Fault:
     #: Hold the response just before this byte of the object (of the body, off the bucket)
     #: until :meth:`release`; a ranged response pauses only if its range holds that byte.
     pause_at: int | None = None
+    #: Let the first ``skip`` matching requests through untouched (e.g. pause the 41st file).
+    skip: int = 0
     hits: int = 0
+    #: Matching requests seen, including the skipped ones.
+    seen: int = 0
     _owner: FaultSet | None = field(default=None, repr=False)
     _regex: re.Pattern[str] | None = field(default=None, repr=False)
     _gate: Gate = field(default_factory=Gate, repr=False)
@@ -101,6 +105,8 @@ class Fault:
             raise ValueError(f"host must be one of {HOSTS}, not {self.host!r}")
         if self.rate is not None and self.rate <= 0:
             raise ValueError("rate must be > 0 bytes/s")
+        if self.skip < 0:
+            raise ValueError("skip must be >= 0")
         if self.pause_at is not None and self.pause_at < 0:
             raise ValueError("pause_at must be a byte offset >= 0")
         self._regex = re.compile(self.match)
@@ -226,6 +232,8 @@ class FaultSet:
             plan = Plan()
             for f in self._faults:
                 if not f.exhausted and f.matches(host, method, target):
-                    f.hits += 1
-                    plan.add(f)
+                    f.seen += 1
+                    if f.seen > f.skip:
+                        f.hits += 1
+                        plan.add(f)
             return plan
