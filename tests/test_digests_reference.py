@@ -95,24 +95,34 @@ def test_too_large_is_refused_by_both() -> None:
 # ------------------------------------------------------------------ dandi-etag on real bytes
 
 
-rules = st.tuples(st.integers(1, 64), st.integers(1, 40))
+@st.composite
+def tiny_layouts(draw: st.DrawFn) -> tuple[int, int, int]:
+    """``(size, part size, max parts)``: any size, or one where the default part size needs
+    just about ``max_parts`` parts, where the two clauses of the rule meet."""
+    part_size, max_parts = draw(st.integers(1, 64)), draw(st.integers(1, 40))
+    size = draw(st.one_of(
+        st.integers(0, 4000),
+        st.integers(max(0, part_size * (max_parts - 1) - 1), part_size * max_parts + 1)))
+    return size, part_size, max_parts
 
 
 @settings(max_examples=400, deadline=None)
-@given(st.integers(0, 4000), st.randoms(use_true_random=False), rules,
+@given(tiny_layouts(), st.randoms(use_true_random=False),
        st.lists(st.integers(1, 500), max_size=10))
-def test_etag_with_tiny_parts_matches_dandischema(size: int, rnd: random.Random,
-                                                  rule: tuple[int, int], cuts: list[int]) -> None:
+def test_etag_with_tiny_parts_matches_dandischema(layout: tuple[int, int, int],
+                                                  rnd: random.Random, cuts: list[int]) -> None:
+    size, part_size, max_parts = layout
     data = rnd.randbytes(size)
-    part_size, max_parts = rule
     r = PartRule(part_size, max_parts)
-    nparts = len(etag_parts(len(data), r))
-    event("max_parts clause" if len(data) and -(-len(data) // part_size) >= max_parts
+    nparts = len(etag_parts(size, r))
+    event("max_parts clause" if size and -(-size // part_size) >= max_parts
           else "default part size")
     event(f"{min(nparts, 3)}{'+' if nparts >= 3 else ''} parts")
     expected = reference_etag(data, part_size, max_parts)
+    assert [(p.offset, p.length) for p in etag_parts(size, r)] == reference_layout(
+        size, part_size, max_parts)
     assert dandi_etag_bytes(data, r) == expected
-    h = DandiETag(len(data), r)  # streamed in arbitrary pieces across part boundaries
+    h = DandiETag(size, r)  # streamed in arbitrary pieces across part boundaries
     pos = 0
     for c in cuts:
         h.update(data[pos:pos + c])
