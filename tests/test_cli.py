@@ -134,16 +134,13 @@ def test_ctrl_c_exits_130_and_rerun_completes(archive_factory, tmp_path) -> None
 
     archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
         identifier="000008", assets=[BlobSpec(path="big.bin", size=40 * MiB, seed=5)])]))
-    archive.inject(r"/blobs/", host="content", rate=4 * MiB)
+    # the request covering byte 1 MiB is held there: the transfer is surely under way
+    pause = archive.inject(r"/blobs/", host="content", pause_at=MiB)
     url = f"{archive.api_url}/dandisets/000008/"
     proc = subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
                              str(tmp_path), "-f", "plain"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-            list((tmp_path / "000008").glob(".big.bin*"))
-            and any("/blobs/" in q.path for q in archive.requests if q.host == "content")):
-        time.sleep(0.05)  # a subprocess gives no other signal than what it leaves behind
+    assert pause.wait_paused(timeout=60), "the download never reached the blob"
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)

@@ -790,19 +790,23 @@ async def test_retry_503_exhausted(serve: Callable[[Handler], Awaitable[str]]) -
 async def test_retry_on_timeout(serve: Callable[[Handler], Awaitable[str]]) -> None:
     rec = Recorder()
     base = ""
+    never = asyncio.Event()  # set only when the test is over
 
     async def handler(request: web.Request) -> web.StreamResponse:
         rec(request)
         if request.path == "/slow":
             if rec.count("HEAD", "/slow") == 1:
-                await asyncio.sleep(2)
+                await never.wait()  # the first attempt gets no answer: only a timeout ends it
             raise web.HTTPFound(f"{base}/dandiset/000006")
         if request.path == "/server-info":
             return web.json_response(info_json(f"{base}/api", base))
         return web.Response()
 
     base = await serve(handler)
-    parsed = await resolve_url(f"{base}/slow", retry=FAST, timeout=0.3)
+    try:
+        parsed = await resolve_url(f"{base}/slow", retry=FAST, timeout=0.3)
+    finally:
+        never.set()
     assert parsed.dandiset_id == "000006"
     assert rec.count("HEAD", "/slow") == 2
 

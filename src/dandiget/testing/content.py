@@ -240,7 +240,8 @@ class ContentHost(Host):
         if isinstance(rng, tuple):
             start, end = rng
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            return Reply(206, headers, _lazy(obj.source, start, end + 1), end + 1 - start)
+            return Reply(206, headers, _lazy(obj.source, start, end + 1), end + 1 - start,
+                         offset=start)
         return Reply(200, headers, _lazy(obj.source, 0, size), size)
 
 

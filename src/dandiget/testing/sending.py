@@ -90,6 +90,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     chunks: Iterable[bytes] = ()
     length: int = 0
+    #: Offset in the object of the first body byte (a 206's range start), for ``pause_at``.
+    offset: int = 0
 
     @classmethod
     def of_bytes(cls, status: int, body: bytes, content_type: str | None,
@@ -186,6 +188,8 @@ async def send(request: web.BaseRequest, reply: Reply, plan: Plan,
     try:
         await resp.prepare(request)
         if request.method == "HEAD" or (reply.length == 0 and not plan.short_body):
+            if plan.pause_at == reply.offset and request.method != "HEAD":
+                await plan.hold()  # an empty body pauses once its headers are out
             if plan.drop_after is not None and request.method != "HEAD":
                 _close(request)
             return resp
@@ -215,6 +219,9 @@ async def _write_body(request: web.BaseRequest, resp: web.StreamResponse, reply:
     corrupt_at = length // 2 if plan.corrupt and length else -1
     # after the first bytes (half the body, at most 64 KiB); a 1-byte body stalls before it
     stall_at = min(length // 2, 65536) if plan.stall and length else -1
+    pause_at = -1  # body offset where the response is held, if its range holds that byte
+    if plan.pause_at is not None and 0 <= plan.pause_at - reply.offset < length:
+        pause_at = plan.pause_at - reply.offset
     piece_size = WRITE_CHUNK
     if plan.rate:
         piece_size = max(1, min(65536, int(plan.rate / 20)))
@@ -230,6 +237,15 @@ async def _write_body(request: web.BaseRequest, resp: web.StreamResponse, reply:
             b[corrupt_at - sent] ^= 0xFF
             chunk = bytes(b)
         for piece in _split(chunk, piece_size):
+            if sent <= pause_at < sent + len(piece):
+                cut = pause_at - sent
+                if cut:
+                    await resp.write(piece[:cut])
+                    sent += cut
+                    record.bytes_sent = sent
+                    piece = piece[cut:]
+                await plan.hold()
+                pause_at = -1
             if sent <= stall_at < sent + len(piece):
                 cut = stall_at - sent
                 if cut:
