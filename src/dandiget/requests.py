@@ -277,7 +277,7 @@ class Requester:
                     continue
                 if status in policy.statuses and attempt < budget:
                     raise _RetryStatus(status)
-                raise (error or _default_error)(status, target, body)
+                raise _redacted((error or _default_error)(status, target, body), auth)
             except _RetryStatus as e:
                 reason = f"HTTP {e.status}"
                 delay = policy.delay(attempt, retry_after)
@@ -325,6 +325,13 @@ class Requester:
             hop_url = None
             hops = 0
             await asyncio.sleep(delay)
+
+
+def _redacted(e: Exception, auth: ApiAuth | None) -> Exception:
+    """The error with the token taken out of its message (servers echo what they got)."""
+    if auth is not None and auth.token and auth.token in str(e):
+        e.args = (redact(str(e), auth.token), *e.args[1:])
+    return e
 
 
 def _final(e: RequestError) -> RequestError:

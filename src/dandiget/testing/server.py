@@ -311,14 +311,18 @@ class TestArchive:
                stall: float | None = None, corrupt: bool = False, ignore_range: bool = False,
                wrong_content_range: bool = False, short_body: bool = False,
                long_body: bool = False, rate: float | None = None, latency: float | None = None,
-               expire_presigned: bool = False) -> Fault:
-        """Misbehave on requests whose ``path?query`` matches the regex ``match``."""
+               expire_presigned: bool = False, range: str | None = None,
+               echo_auth: bool = False, refuse_unsigned: bool = False,
+               disconnect: bool = False) -> Fault:
+        """Misbehave on requests whose ``path?query`` matches the regex ``match`` (and whose
+        ``Range`` header matches ``range``, if given); see :mod:`dandiget.testing.faults`."""
         return self.faults.add(
             match, host=host, method=method, times=times, status=status,
             retry_after=retry_after, drop_after=drop_after, stall=stall, corrupt=corrupt,
             ignore_range=ignore_range, wrong_content_range=wrong_content_range,
             short_body=short_body, long_body=long_body, rate=rate, latency=latency,
-            expire_presigned=expire_presigned)
+            expire_presigned=expire_presigned, range=range, echo_auth=echo_auth,
+            refuse_unsigned=refuse_unsigned, disconnect=disconnect)
 
     def clear_faults(self) -> None:
         self.faults.clear()
