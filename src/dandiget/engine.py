@@ -536,8 +536,7 @@ class Engine:
         for _hop in range(MAX_API_HOPS):
             target = await client.requester.send(
                 "GET", url, _location, auth=client.auth, accept=REDIRECT_STATUSES,
-                error=lambda status, u, body: self._redirect_error(client, status, u),
-                read_error_body=False)
+                error=lambda status, u, body: self._redirect_error(client, status, u, body))
             if client.auth.on_api_origin(target) and "/download" in target:
                 url = target  # an API-internal hop (e.g. trailing slash)
                 continue
@@ -545,7 +544,9 @@ class Engine:
         raise DandigetError(f"{display_url(url)} did not redirect to the content")
 
     @staticmethod
-    def _redirect_error(client: ApiClient, status: int, url: str) -> Exception:
+    def _redirect_error(client: ApiClient, status: int, url: str, body: bytes) -> Exception:
+        """One line; the server's words included (the executor takes any token out)."""
+        detail = " ".join(body[:300].decode("utf-8", "replace").split())
         if status == 401:
             return AuthenticationError(
                 f"{display_url(url)} requires authentication. Set "
@@ -553,9 +554,9 @@ class Engine:
                 url=display_url(url))
         if status == 403:
             return AuthenticationError(f"HTTP 403 from {display_url(url)}: you do not have "
-                                       "access to this resource", status=403,
+                                       f"access to this resource ({detail})", status=403,
                                        url=display_url(url))
-        return HTTPError(f"HTTP {status} from {display_url(url)}", status=status,
+        return HTTPError(f"HTTP {status} from {display_url(url)}: {detail}", status=status,
                          url=display_url(url))
 
     def confinement(self, root: Path) -> Confinement:
