@@ -481,8 +481,8 @@ class Transferer:
             try:
                 await run.go()
             except BaseException:
-                if not journal_path.exists():  # nothing durable to resume from
-                    os.ftruncate(fd, 0)
+                if not journal_path.exists():  # nothing durable: no sparse file left
+                    temp.unlink(missing_ok=True)
                 raise
             os.ftruncate(fd, size)
         finally:
