@@ -252,7 +252,7 @@ class Requester:
                                                 raise_for_status=False,
                                                 auto_decompress=decompress) as resp:
                     status = resp.status
-                    self.reached.add(_hostport(target))
+                    self.reached.add(resp.url.raw_authority.rpartition("@")[2])
                     if debug:
                         log.debug("%s %s -> %d in %.0f ms", method, display_url(target), status,
                                   1000 * (time.monotonic() - t0))
