@@ -58,6 +58,17 @@ def test_cli_refused_connection_fails_fast_with_one_line(tmp_path) -> None:
     assert len(lines[0]) < 250
 
 
+def test_cli_unresolvable_host_fails_fast_with_one_line(tmp_path) -> None:
+    host = "no-such-host.invalid"  # RFC 6761: never resolves
+    t0 = time.monotonic()
+    r = subprocess.run([*dandiget_cli(), "download", f"http://{host}/api/dandisets/000001/",
+                        "-o", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert time.monotonic() - t0 < 10  # one resolver round trip, no retries
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{host}: cannot resolve host name" in lines[0], r.stderr
+
+
 async def test_host_that_answered_before_is_retried_then_named() -> None:
     """A refusal from a host that answered earlier in the run is transient (a restart):
     retried with back-off, and only then reported, still in one line."""

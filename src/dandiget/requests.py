@@ -307,16 +307,16 @@ class Requester:
                 what = "connect timed out" if connecting else (
                     f"no data for {timeout.sock_read:g} s" if timeout.sock_read else "timed out")
                 if attempt >= budget:
-                    raise _final(RequestTimeout(f"{method} {display_url(target)}: {what} (gave up "
-                                         f"after {attempt} attempts)",
-                                         url=display_url(target))) from None
+                    raise _final(RequestTimeout(
+                        f"{method} {display_url(target)}: {what} (gave up after {attempt} "
+                        "attempts)", url=display_url(target))) from None
                 reason, delay = what, policy.delay(attempt)
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError,
                     aiohttp.ClientResponseError) as e:
                 if attempt >= budget:
-                    raise _final(TransportError(f"{method} {display_url(target)}: {describe(e)} "
-                                         f"(gave up after {attempt} attempts)",
-                                         url=display_url(target))) from None
+                    raise _final(TransportError(
+                        f"{method} {display_url(target)}: {describe(e)} (gave up after "
+                        f"{attempt} attempts)", url=display_url(target))) from None
                 reason, delay = describe(e), policy.delay(attempt)
             self.retries += 1
             if debug:
