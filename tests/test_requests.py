@@ -18,7 +18,7 @@ from aiohttp import web
 from dandiget.api import ApiClient
 from dandiget.digests import MiB
 from dandiget.download import download
-from dandiget.errors import ConnectError
+from dandiget.errors import ConnectError, HTTPError
 from dandiget.instances import Instance
 from dandiget.requests import ApiAuth, Requester
 from dandiget.retry import RetryPolicy
@@ -212,3 +212,18 @@ def test_429_on_one_range_part(archive_factory, dandi_register, tmp_path) -> Non
     ranges = [q.headers.get("Range") for q in archive.requests if q.host == "content"]
     assert len(ranges) == len(set(ranges)) + 1  # exactly one range asked twice
     assert archive.compare_tree(tmp_path / "000031", "000031") == []
+
+
+async def test_get_json_attempts_override_fails_fast_on_a_page(archive_factory) -> None:
+    """``attempts=`` lets a listing give up on a slow page at once (and shrink its size)."""
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000032", assets=[
+        BlobSpec(path="a.txt", content=b"a")])]))
+    f = archive.inject(r"/assets/\?", host="api", status=503, times=5)
+    path = "dandisets/000032/versions/draft/assets/"
+    async with aiohttp.ClientSession() as session:
+        client = ApiClient(archive.instance, session, retry=FAST.retry)
+        with pytest.raises(HTTPError) as exc:
+            await client.get_json(path, {"page_size": "1000"}, attempts=1)
+        assert exc.value.status == 503 and f.hits == 1
+        page = await client.get_json(path, {"page_size": "10"})  # the full budget: retried
+        assert f.hits == 5 and [r["path"] for r in page["results"]] == ["a.txt"]

@@ -114,6 +114,9 @@ class Source:
     def __post_init__(self) -> None:
         self.direct = self.url
 
+    def __repr__(self) -> str:  # a presigned URL's signature is a credential too
+        return f"Source({display_url(self.url) if self.url else None!r})"
+
     async def current(self) -> str:
         url = self.url
         if url is not None and url is self.direct and self.resolve is not None \
