@@ -122,7 +122,7 @@ class UrlSource(Protocol):
     """Where a request goes: a current URL, and a way to get a fresh one after 403/404."""
 
     async def current(self) -> str: ...
-    async def refresh(self) -> bool: ...
+    async def refresh(self, status: int) -> bool: ...
 
 
 class ApiAuth:
@@ -272,7 +272,7 @@ class Requester:
                     attempt -= 1  # now with the key: not a failure
                     continue
                 if status in (403, 404) and source is not None and hop_url is None \
-                        and await source.refresh():
+                        and await source.refresh(status):
                     attempt -= 1  # the source bounds its own refreshes
                     continue
                 if status in policy.statuses and attempt < budget:

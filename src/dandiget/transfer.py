@@ -128,11 +128,12 @@ class Source:
             url = self.url = await self.resolve()
         return url
 
-    async def refresh(self) -> bool:
+    async def refresh(self, status: int = 403) -> bool:
         """Get a new URL from the API after a 403/404. False when there is no way to."""
         if self.resolve is None or self.refreshes >= self.max_refreshes:
             return False
-        if self.url is not None and self.url is self.direct and self.refusals is not None:
+        if (status == 403 and self.url is not None and self.url is self.direct
+                and self.refusals is not None):
             self.refusals.refused(self.url)
         self.refreshes += 1
         self.url = await self.resolve()
