@@ -50,7 +50,7 @@ def test_one_crawling_range_is_hedged(archive_factory, dandi_register, tmp_path)
     assert len(slow) == 1
     unit = 8 * MiB
     # the crawl was abandoned long before it sent its 8 MiB (it would have taken 32 s)
-    assert slow[0].bytes_sent < unit // 2, slow[0].bytes_sent
+    assert slow[0].bytes_sent < unit * 3 // 4, slow[0].bytes_sent
     hedges = [q for q in content
               if (r := q.headers.get("Range")) and 0 < int(r[6:].split("-")[0]) < unit]
     assert len(hedges) == 1  # the rest of the slow part, from the byte it had reached

@@ -74,8 +74,11 @@ def test_kill_9_mid_download_resumes_at_the_byte(archive_factory, tmp_path) -> N
     slow.remove()
     archive.clear_requests()
     download(archive.dandiset_url("000070"), out, format="plain", config=FAST)
-    fetched = sum(q.bytes_sent for q in archive.requests if q.host == "content")
-    assert fetched == SIZE - got, (fetched, SIZE - got)
+    content = [q for q in archive.requests if q.host == "content"]
+    fetched = sum(q.bytes_sent for q in content)
+    # exactly the bytes that were not durable (a hedge under heavy load may add a little)
+    assert SIZE - got <= fetched < SIZE - got + 4 * MiB, (fetched, SIZE - got)
+    assert not any(q.headers.get("Range", "").startswith("bytes=0-") for q in content)
     assert archive.compare_tree(folder, "000070") == []
     assert {p.name for p in folder.iterdir()} == {"big.bin", "dandiset.yaml"}  # no temp, journal
 
