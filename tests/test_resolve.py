@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from dandiget.errors import FailedToConnectError, NotFoundError, UnknownURLError
+from dandiget.errors import ConnectError, FailedToConnectError, NotFoundError, UnknownURLError
 from dandiget.instances import Instance, known_instances, register_instance, unregister_instance
 from dandiget.resolve import (
     ACCEPTED_PATTERNS,
@@ -864,12 +864,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_connection_error_exhausted() -> None:
-    url = f"http://127.0.0.1:{free_port()}/short"
+async def test_refused_connection_fails_fast() -> None:
+    """A host that refuses and never answered is not retried: one line, host and cause."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/short"
+    t0 = time.monotonic()
     with pytest.raises(FailedToConnectError) as excinfo:
-        await resolve_url(url, retry=FAST)
-    assert str(excinfo.value) == f"HEAD request to {url} failed with 3 attempts"
-    assert isinstance(excinfo.value.__cause__, aiohttp.ClientConnectionError)
+        await resolve_url(url, retry=RetryPolicy(attempts=5, base_delay=2))
+    assert time.monotonic() - t0 < 1.5  # no back-off sleep happened
+    assert str(excinfo.value) == f"cannot connect to 127.0.0.1:{port}: connection refused"
+    assert isinstance(excinfo.value, ConnectError)
 
 
 async def test_server_info_fallback_to_api_info(

@@ -1,10 +1,10 @@
-"""The Archive's REST API as the engine needs it: JSON with retries, pagination, auth.
+"""The Archive's REST API as the engine needs it: JSON documents, pagination, auth.
 
-Policy lives here (retry, timeouts, when to authenticate); aiohttp is the transport.
-Authentication is reactive, as in dandi-cli: requests go out anonymously until the server
-answers 401, because a stale token makes *every* request fail (archive-api §4). The token
-is attached per request and only to URLs on the API's own origin, never to the content
-host or to a redirect target.
+Every request goes through the one executor (:mod:`dandiget.requests`), which owns retries,
+timeouts and the auth rule. Authentication is reactive, as in dandi-cli: requests go out
+anonymously until the server answers 401, because a stale token makes *every* request fail
+(archive-api §4). The token is attached only to URLs on the API's own origin, never to the
+content host, a redirect target elsewhere or a ``next`` link naming another host.
 """
 
 from __future__ import annotations
@@ -15,32 +15,20 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import aiohttp
 
-from .errors import AuthenticationError, FailedToConnectError, HTTPError, NotFoundError
+from .errors import AuthenticationError, HTTPError, NotFoundError, ResponseError
 from .instances import Instance
-from .retry import RetryPolicy, parse_retry_after
+from .requests import ApiAuth, Requester, display_url, origin, redact
+from .retry import RetryPolicy
 
 log = logging.getLogger("dandiget")
 
-#: Transport-level failures that are always worth another attempt.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientConnectionError,
-    aiohttp.ClientPayloadError,
-    aiohttp.ClientResponseError,  # protocol errors (e.g. a bad status line); we never raise_for_status
-    asyncio.TimeoutError,
-)
-
 USER_AGENT = "dandiget"
 
-
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of a URL, with default ports made explicit."""
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
+__all__ = ["ApiClient", "find_api_key", "origin", "redact"]
 
 
 def find_api_key(instance: Instance) -> str | None:
@@ -63,13 +51,6 @@ def find_api_key(instance: Instance) -> str | None:
     return None
 
 
-def redact(text: str, token: str | None) -> str:
-    """Remove a secret from text that may end up in a log, record or exception."""
-    if token and token in text:
-        return text.replace(token, "<redacted>")
-    return text
-
-
 class ApiClient:
     """JSON access to one instance's API over a shared aiohttp session."""
 
@@ -82,15 +63,27 @@ class ApiClient:
         timeout: aiohttp.ClientTimeout | None = None,
         token: str | None = None,
         max_pages: int = 1_000_000,
+        requester: Requester | None = None,
     ):
         self.instance = instance
         self.session = session
-        self.retry = retry or RetryPolicy()
-        self.timeout = timeout or aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
-        self.token = token
+        self.retry = retry or (requester.policy if requester else RetryPolicy())
+        self.requester = requester or Requester(session, self.retry)
+        self.timeout = timeout or aiohttp.ClientTimeout(
+            total=None, sock_connect=self.requester.timeout.sock_connect, sock_read=120)
+        self.auth = ApiAuth(instance.api, token, lambda: find_api_key(instance))
         self.max_pages = max_pages
-        self._api_origin = origin(instance.api)
-        self._auth_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self.instance.api!r}, {self.auth!r})"
+
+    @property
+    def token(self) -> str | None:
+        return self.auth.token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self.auth.token = value
 
     # ------------------------------------------------------------------ helpers
 
@@ -102,79 +95,46 @@ class ApiClient:
 
     def auth_headers(self, url: str) -> dict[str, str]:
         """The Authorization header, but only for URLs on the API's own origin."""
-        if self.token and origin(url) == self._api_origin:
-            return {"Authorization": f"token {self.token}"}
-        return {}
+        return self.auth.headers_for(url)
 
     async def authenticate(self) -> bool:
         """Pick up an API key after a 401. Returns False when there is none to try."""
-        async with self._auth_lock:
-            if self.token:
-                return True
-            key = find_api_key(self.instance)
-            if not key:
-                return False
-            self.token = key
-            return True
+        return await self.auth.authenticate()
 
     # ------------------------------------------------------------------ requests
 
-    async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        """GET a JSON document, retrying transient failures; 401 triggers authentication."""
+    async def get_json(self, path: str, params: Mapping[str, Any] | None = None, *,
+                       attempts: int | None = None) -> Any:
+        """GET a JSON document; 401 triggers authentication.
+
+        ``attempts`` overrides the retry budget (a listing that would rather shrink its page
+        than wait out a slow one passes a small number).
+        """
         url = self.url(path)
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
-        attempt = 0
-        tried_auth = False
-        while True:
-            attempt += 1
+
+        async def parse(resp: aiohttp.ClientResponse) -> Any:
+            body = await resp.read()
             try:
-                async with self.session.get(
-                    url,
-                    headers={"Accept": "application/json", **self.auth_headers(url)},
-                    timeout=self.timeout,
-                ) as resp:
-                    status = resp.status
-                    body = await resp.read()
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            except TRANSIENT_ERRORS as e:
-                if attempt >= self.retry.attempts:
-                    raise FailedToConnectError(
-                        f"GET {url} failed after {attempt} attempts: {_describe(e)}"
-                    ) from e
-                delay = self.retry.delay(attempt)
-                log.debug("GET %s: %s; retrying in %.1fs", url, _describe(e), delay)
-                await asyncio.sleep(delay)
-                continue
-            if 200 <= status < 300:
-                try:
-                    return json.loads(body)
-                except ValueError as e:
-                    if attempt < self.retry.attempts:
-                        await asyncio.sleep(self.retry.delay(attempt))
-                        continue
-                    raise HTTPError(
-                        f"GET {url} returned invalid JSON: {body[:200]!r}", status=status, url=url
-                    ) from e
-            if status == 401 and not tried_auth and not self.token:
-                tried_auth = True
-                if await self.authenticate():
-                    attempt -= 1
-                    continue
-            if self.retry.is_retryable_status(status) and attempt < self.retry.attempts:
-                delay = self.retry.delay(attempt, retry_after)
-                log.debug("GET %s: HTTP %d; retrying in %.1fs", url, status, delay)
-                await asyncio.sleep(delay)
-                continue
-            raise self._error(status, url, body)
+                return json.loads(body)
+            except ValueError:
+                raise ResponseError(f"GET {display_url(url)} returned invalid JSON: "
+                                    f"{redact(repr(body[:200]), self.token)}",
+                                    url=display_url(url)) from None
+
+        return await self.requester.send(
+            "GET", url, parse, headers={"Accept": "application/json"}, auth=self.auth,
+            follow_redirects=True, attempts=attempts, timeout=self.timeout, error=self._error)
 
     def _error(self, status: int, url: str, body: bytes) -> HTTPError:
-        text = redact(body[:1024].decode("utf-8", "replace"), self.token)
+        text = redact(" ".join(body[:1024].decode("utf-8", "replace").split()), self.token)
+        url = redact(url, self.token)
         msg = f"Error {status} while sending GET request to {url}: {text}"
         if status == 401:
             if self.token:
                 return AuthenticationError(
-                    f"{msg}\nThe API key in use was rejected by {self.instance.api}.",
+                    f"{msg}. The API key in use was rejected by {self.instance.api}.",
                     status=status, url=url)
             return AuthenticationError(
                 f"{url} requires authentication (embargoed data?). Set "
@@ -182,7 +142,7 @@ class ApiClient:
                 f"{self.instance.api}.", status=status, url=url)
         if status == 403:
             return AuthenticationError(
-                f"{msg}\nYou do not have access to this resource.", status=status, url=url)
+                f"{msg}. You do not have access to this resource.", status=status, url=url)
         if status == 404:
             return _NotFoundHTTP(msg, status=status, url=url)
         return HTTPError(msg, status=status, url=url)
@@ -284,13 +244,3 @@ class ApiClient:
 
 class _NotFoundHTTP(HTTPError):
     """A 404 from the API, translated into NotFoundError by the resource methods."""
-
-
-def _describe(e: BaseException) -> str:
-    """A short, single-line description of a transport error."""
-    if isinstance(e, asyncio.TimeoutError):
-        return "timed out"
-    text = " ".join(str(e).split())
-    if len(text) > 300:
-        text = text[:300] + "..."
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 
 from . import __version__
-from .api import ApiClient, origin
+from .api import ApiClient
 from .commit import commit_file, prepare_parent, remove_path
 from .config import TransferConfig
 from .dandiset_yaml import read_dandiset_yaml, write_dandiset_yaml
@@ -31,6 +32,7 @@ from .errors import (
     AuthenticationError,
     DandigetError,
     DownloadFailed,
+    HTTPError,
     UnsafePathError,
 )
 from .events import (
@@ -56,6 +58,7 @@ from .paths import Confinement, safe_join, temp_name
 from .pipeline import drain
 from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash, to_ns
 from .report import DownloadReport, FileOutcome
+from .requests import REDIRECT_STATUSES, display_url
 from .resolve import (
     ParsedURL,
     URLKind,
@@ -65,7 +68,7 @@ from .resolve import (
     resolve_url,
 )
 from .state import FileRow, LocalState, OutputLock
-from .transfer import SMALL_OBJECT, Source, Transferer, discard, display_url, write_verified
+from .transfer import SMALL_OBJECT, RefusalMemo, Source, Transferer, discard, write_verified
 
 log = logging.getLogger("dandiget")
 
@@ -190,6 +193,8 @@ class Engine:
         self._totals_bytes = 0
         self.state: LocalState | None = None
         self._confinements: dict[Path, Confinement] = {}
+        #: Content prefixes that refused unsigned reads: go to the API first there.
+        self._refusals = RefusalMemo()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -201,7 +206,9 @@ class Engine:
         assert self.session is not None
         client = self._clients.get(instance)
         if client is None:
-            client = ApiClient(instance, self.session, retry=self.options.config.retry)
+            requester = self.transferer.requester if self.transferer is not None else None
+            client = ApiClient(instance, self.session, retry=self.options.config.retry,
+                               requester=requester)
             self._clients[instance] = client
         return client
 
@@ -518,40 +525,39 @@ class Engine:
             return await self.resolve_redirect(client, asset.download_url)
 
         url = None if asset.embargoed else asset.content_url
-        return Source(url=url, resolve=resolve)
+        return Source(url=url, resolve=resolve, refusals=self._refusals)
 
     async def resolve_redirect(self, client: ApiClient, url: str) -> str:
         """Ask the API where the bytes are (a presigned URL), without following it.
 
-        The redirect is not followed by the HTTP library: the token must never travel to
-        the content host, whatever the library's redirect policy is.
+        The redirect is read, not followed: the token must never travel to the content host.
+        Hops that stay on the API (a missing trailing slash) are followed, a few at most.
         """
-        assert self.session is not None
-        for attempt in range(1, self.options.config.retry.attempts + 1):
-            async with self.session.get(url, headers=client.auth_headers(url),
-                                        allow_redirects=False) as resp:
-                if resp.status in (301, 302, 303, 307, 308):
-                    loc = resp.headers.get("Location")
-                    if not loc:
-                        break
-                    from urllib.parse import urljoin
-
-                    target = urljoin(url, loc)
-                    if origin(target) == origin(client.instance.api) and "/download" in target:
-                        url = target  # an API-internal hop (e.g. trailing slash)
-                        continue
-                    return target
-                if resp.status == 401 and not client.token and await client.authenticate():
-                    continue
-                if resp.status == 401:
-                    raise AuthenticationError(
-                        f"{display_url(url)} requires authentication. Set "
-                        f"{client.instance.api_key_env} or DANDI_API_KEY.", status=401, url=url)
-                if client.retry.is_retryable_status(resp.status):
-                    await asyncio.sleep(client.retry.delay(attempt))
-                    continue
-                raise DandigetError(f"HTTP {resp.status} from {display_url(url)}")
+        for _hop in range(MAX_API_HOPS):
+            target = await client.requester.send(
+                "GET", url, _location, auth=client.auth, accept=REDIRECT_STATUSES,
+                error=lambda status, u, body: self._redirect_error(client, status, u, body))
+            if client.auth.on_api_origin(target) and "/download" in target:
+                url = target  # an API-internal hop (e.g. trailing slash)
+                continue
+            return target
         raise DandigetError(f"{display_url(url)} did not redirect to the content")
+
+    @staticmethod
+    def _redirect_error(client: ApiClient, status: int, url: str, body: bytes) -> Exception:
+        """One line; the server's words included (the executor takes any token out)."""
+        detail = " ".join(body[:300].decode("utf-8", "replace").split())
+        if status == 401:
+            return AuthenticationError(
+                f"{display_url(url)} requires authentication. Set "
+                f"{client.instance.api_key_env} or DANDI_API_KEY.", status=401,
+                url=display_url(url))
+        if status == 403:
+            return AuthenticationError(f"HTTP 403 from {display_url(url)}: you do not have "
+                                       f"access to this resource ({detail})", status=403,
+                                       url=display_url(url))
+        return HTTPError(f"HTTP {status} from {display_url(url)}: {detail}", status=status,
+                         url=display_url(url))
 
     def confinement(self, root: Path) -> Confinement:
         """The (cached) check that writes under ``root`` stay under it."""
@@ -610,6 +616,19 @@ class Engine:
             if answer in ("l", "list"):
                 for job, rel in candidates:
                     print(job.output_path / rel)
+
+
+#: Redirect hops within the API before the content URL (a trailing-slash 301, at most).
+MAX_API_HOPS = 4
+
+
+async def _location(resp: aiohttp.ClientResponse) -> str:
+    """Where a redirect points (absolute)."""
+    loc = resp.headers.get("Location")
+    if not loc:
+        raise HTTPError(f"HTTP {resp.status} without a Location from {display_url(str(resp.url))}",
+                        status=resp.status, url=display_url(str(resp.url)))
+    return urljoin(str(resp.url), loc)
 
 
 def _stdin_prompt(question: str) -> str | None:

@@ -34,9 +34,16 @@ import aiohttp
 import yarl
 
 from . import __version__
-from .errors import FailedToConnectError, NotFoundError, UnknownURLError
+from .errors import (
+    ConnectError,
+    FailedToConnectError,
+    NotFoundError,
+    RequestError,
+    UnknownURLError,
+)
 from .instances import Instance, instance_by_url, known_instances
-from .retry import RetryPolicy, parse_retry_after
+from .requests import ANY_STATUS, Requester
+from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -398,51 +405,31 @@ class _Resolver:
         return self._owned
 
     async def _request(self, method: str, url: str, *, read_body: bool) -> _Reply:
-        """One request with retries on connection errors, timeouts and retryable statuses."""
-        policy = self._retry
-        attempts = max(1, policy.attempts)
-        last_exc: BaseException | None = None
-        last_status: int | None = None
-        timeout = aiohttp.ClientTimeout(total=self._timeout)
-        for attempt in range(1, attempts + 1):
-            retry_after: float | None = None
-            try:
-                async with self._get_session().request(
-                    method,
-                    yarl.URL(url),
-                    allow_redirects=False,
-                    raise_for_status=False,
-                    timeout=timeout,
-                    headers={"Accept": "application/json"} if read_body else None,
-                ) as resp:
-                    body = await resp.read() if read_body else None
-                    if not policy.is_retryable_status(resp.status):
-                        return _Reply(resp.status, resp.headers.get("Location"), body)
-                    last_status, last_exc = resp.status, None
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                    log.warning(
-                        "%s %s: status %d (attempt %d/%d)",
-                        method,
-                        url,
-                        resp.status,
-                        attempt,
-                        attempts,
-                    )
-            except aiohttp.InvalidURL as e:
-                raise FailedToConnectError(f"{method} request to {url} failed: {e}") from e
-            except (aiohttp.ClientError, asyncio.TimeoutError) as e:
-                last_status, last_exc = None, e
-                log.warning("%s %s failed (attempt %d/%d): %r", method, url, attempt, attempts, e)
-            if attempt < attempts:
-                await asyncio.sleep(policy.delay(attempt, retry_after))
-        if last_status is not None:
+        """One request through the shared executor (retries, Retry-After, fail-fast)."""
+        attempts = max(1, self._retry.attempts)
+
+        async def reply(resp: aiohttp.ClientResponse) -> _Reply:
+            body = await resp.read() if read_body else None
+            return _Reply(resp.status, resp.headers.get("Location"), body)
+
+        def exhausted(status: int, _url: str, _body: bytes) -> Exception:
+            return FailedToConnectError(f"{method} request to {url} failed with final {status}"
+                                        f" status code after {attempts} attempts")
+
+        try:
+            return await Requester(self._get_session(), self._retry).send(
+                method, str(yarl.URL(url)), reply, accept=ANY_STATUS, error=exhausted,
+                headers={"Accept": "application/json"} if read_body else None,
+                timeout=aiohttp.ClientTimeout(total=self._timeout,
+                                              sock_connect=min(10.0, self._timeout)),
+                read_error_body=False)
+        except aiohttp.InvalidURL as e:
+            raise FailedToConnectError(f"{method} request to {url} failed: {e}") from e
+        except ConnectError:
+            raise
+        except RequestError as e:
             raise FailedToConnectError(
-                f"{method} request to {url} failed with final {last_status} status code"
-                f" after {attempts} attempts"
-            )
-        raise FailedToConnectError(
-            f"{method} request to {url} failed with {attempts} attempts"
-        ) from last_exc
+                f"{method} request to {url} failed with {attempts} attempts: {e}") from e
 
     async def follow_redirect(self, url: str) -> str:
         """The URL ``url`` finally lands on (HEAD hops), keeping its fragment like ``requests``."""
@@ -514,8 +501,10 @@ class _Resolver:
                 return _instance_from_info(_json(reply.body))
             except ValueError as e:
                 last = e
+        why = f": {last}" if isinstance(last, ConnectError) else ""  # the cause, one line
         raise FailedToConnectError(
             f"Could not retrieve server info from {server}, and client does not recognize URL"
+            f"{why}"
         ) from last
 
     async def resolve(self, url: str, glob: bool) -> ParsedURL:

@@ -278,7 +278,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             made_dirs.add(parent)
         temp = parent / temp_name(path.name, entry.md5[:8])
         source = Source(url=(base_url + quote(entry.key)) if base_url else None,
-                        resolve=lambda: resolve_entry(entry.key))
+                        resolve=lambda: resolve_entry(entry.key), refusals=engine._refusals)
         transferer = engine.transferer
         assert transferer is not None
         if entry.size <= SMALL_OBJECT:

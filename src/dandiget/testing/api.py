@@ -155,7 +155,9 @@ class ApiHost(Host):
         if plan.latency:
             await asyncio.sleep(plan.latency)
         if plan.status is not None:
-            return await send(request, fault_reply("api", plan), plan, rec)
+            return await send(request, fault_reply("api", plan,
+                                                   request.headers.get("Authorization")),
+                              plan, rec)
         ctx = Ctx(request.method, request.path, raw_path, raw_query, MultiDict(request.query),
                   dict(request.headers), request.host, None, plan)
         loop = asyncio.get_running_loop()

@@ -121,11 +121,14 @@ class ContentHost(Host):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw_query = request.raw_path.partition("?")[2]
         rec = self.log.add(request.method, "content", request.path, raw_query, request.headers)
-        plan = self.faults.plan("content", request.method, rec.target)
+        plan = self.faults.plan("content", request.method, rec.target,
+                                request.headers.get("Range"))
         if plan.latency:
             await asyncio.sleep(plan.latency)
         if plan.status is not None:
-            return await send(request, fault_reply("content", plan), plan, rec)
+            return await send(request, fault_reply("content", plan,
+                                                   request.headers.get("Authorization")),
+                              plan, rec)
         key = request.path.lstrip("/")
         if MANIFEST_KEY.fullmatch(key) or (key == "" and request.method == "GET"):
             loop = asyncio.get_running_loop()
@@ -156,6 +159,8 @@ class ContentHost(Host):
             return s3_error(400, "InvalidArgument", "Unsupported Authorization Type",
                             ArgumentName="Authorization",
                             ArgumentValue=request.headers["Authorization"])
+        if plan.refuse_unsigned and presigned != "ok":
+            return s3_error(403)
         if presigned == "bad":
             return s3_error(403, "SignatureDoesNotMatch",
                             "The request signature we calculated does not match the signature "

@@ -9,6 +9,14 @@ while writing the body (``drop_after``, ``stall``, ``corrupt``, ``short_body``,
 ``pause_at`` is how tests synchronise with a transfer without sleeping: matching responses
 are held just before that byte until the test calls :meth:`Fault.release`, and the test
 waits for :meth:`Fault.wait_paused` instead of hoping some time was enough.
+
+``range`` narrows a fault to requests whose ``Range`` header matches a regex (one part of a
+multi-part download); ``echo_auth`` makes an error reply echo the request's
+``Authorization`` header in its body and an ``X-Echo-Authorization`` header (to prove a
+client redacts what servers send back); ``disconnect`` closes the connection before a
+byte of the response (a dropped connection, on any route of either host);
+``refuse_unsigned`` makes the content host refuse (403) every request under the match that is not a valid presigned URL, as a bucket
+without anonymous read access does.
 """
 
 from __future__ import annotations
@@ -93,12 +101,17 @@ class Fault:
     pause_at: int | None = None
     #: Let the first ``skip`` matching requests through untouched (e.g. pause the 41st file).
     skip: int = 0
+    range: str | None = None
+    disconnect: bool = False
+    echo_auth: bool = False
+    refuse_unsigned: bool = False
     hits: int = 0
     #: Matching requests seen, including the skipped ones.
     seen: int = 0
     _owner: FaultSet | None = field(default=None, repr=False)
     _regex: re.Pattern[str] | None = field(default=None, repr=False)
     _gate: Gate = field(default_factory=Gate, repr=False)
+    _range_regex: re.Pattern[str] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.host not in HOSTS:
@@ -110,13 +123,19 @@ class Fault:
         if self.pause_at is not None and self.pause_at < 0:
             raise ValueError("pause_at must be a byte offset >= 0")
         self._regex = re.compile(self.match)
+        if self.range is not None:
+            self._range_regex = re.compile(self.range)
 
-    def matches(self, host: str, method: str, target: str) -> bool:
+    def matches(self, host: str, method: str, target: str,
+                range_header: str | None = None) -> bool:
         if self.host not in ("any", host):
             return False
         if self.method is not None and self.method.upper() != method:
             return False
         assert self._regex is not None
+        if self._range_regex is not None and (
+                range_header is None or self._range_regex.search(range_header) is None):
+            return False
         return self._regex.search(target) is not None
 
     @property
@@ -163,6 +182,9 @@ class Plan:
     expire_presigned: bool = False
     pause_at: int | None = None
     gates: list[Gate] = field(default_factory=list)
+    echo_auth: bool = False
+    refuse_unsigned: bool = False
+    disconnect: bool = False
 
     @property
     def touches_body(self) -> bool:
@@ -190,7 +212,7 @@ class Plan:
         self.stall += f.stall or 0.0
         self.latency += f.latency or 0.0
         for name in ("corrupt", "ignore_range", "wrong_content_range", "short_body", "long_body",
-                     "expire_presigned"):
+                     "expire_presigned", "echo_auth", "refuse_unsigned", "disconnect"):
             if getattr(f, name):
                 setattr(self, name, True)
 
@@ -224,14 +246,15 @@ class FaultSet:
         for f in faults:
             f.release()  # a removed fault never keeps a response on hold
 
-    def plan(self, host: str, method: str, target: str) -> Plan:
+    def plan(self, host: str, method: str, target: str,
+             range_header: str | None = None) -> Plan:
         """Take one hit from every matching, non-exhausted fault and merge their effects."""
         with self._lock:
             if not self._faults:
                 return NO_FAULTS
             plan = Plan()
             for f in self._faults:
-                if not f.exhausted and f.matches(host, method, target):
+                if not f.exhausted and f.matches(host, method, target, range_header):
                     f.seen += 1
                     if f.seen > f.skip:
                         f.hits += 1

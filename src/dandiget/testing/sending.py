@@ -132,13 +132,23 @@ def s3_error(status: int, code: str | None = None, message: str | None = None,
     return Reply.of_bytes(status, body, "application/xml", headers)
 
 
-def fault_reply(host: str, plan: Plan) -> Reply:
-    """The error a ``status=`` fault answers with, in the host's own error shape."""
+def fault_reply(host: str, plan: Plan, auth: str | None = None) -> Reply:
+    """The error a ``status=`` fault answers with, in the host's own error shape.
+
+    With ``echo_auth``, ``auth`` (the request's Authorization header) is echoed back in the
+    body and in an ``X-Echo-Authorization`` header, as careless servers and proxies do.
+    """
     assert plan.status is not None
     status = plan.status
     headers: dict[str, str] = {}
     if plan.retry_after is not None:
         headers["Retry-After"] = str(plan.retry_after)
+    if plan.echo_auth and auth:
+        headers["X-Echo-Authorization"] = auth
+        detail = f"Request was denied; you sent Authorization: {auth}"
+        if host == "content":
+            return s3_error(status, message=detail, headers=headers)
+        return detail_reply(status, detail, headers)
     if host == "content":
         return s3_error(status, headers=headers)
     if status == 429:
@@ -177,6 +187,9 @@ def _split(data: bytes, size: int) -> Iterable[bytes]:
 async def send(request: web.BaseRequest, reply: Reply, plan: Plan,
                record: RequestRecord) -> web.StreamResponse:
     """Write ``reply`` applying the body faults of ``plan``; returns the prepared response."""
+    if plan.disconnect:  # not a byte of the response: the client sees a dropped connection
+        _close(request)
+        raise asyncio.CancelledError
     record.status = reply.status
     resp = web.StreamResponse(status=reply.status)
     declared = reply.length

@@ -312,19 +312,22 @@ class TestArchive:
                wrong_content_range: bool = False, short_body: bool = False,
                long_body: bool = False, rate: float | None = None, latency: float | None = None,
                expire_presigned: bool = False, pause_at: int | None = None,
-               skip: int = 0) -> Fault:
-        """Misbehave on requests whose ``path?query`` matches the regex ``match``.
+               skip: int = 0, range: str | None = None, echo_auth: bool = False,
+               refuse_unsigned: bool = False, disconnect: bool = False) -> Fault:
+        """Misbehave on requests whose ``path?query`` matches the regex ``match`` (and whose
+        ``Range`` header matches ``range``, if given).
 
         ``pause_at`` holds matching responses before that byte until ``fault.release()``
         (``fault.wait_paused()`` returns once one is held); ``skip`` lets the first matching
-        requests through untouched. See :mod:`.faults`.
+        requests through untouched. See :mod:`dandiget.testing.faults`.
         """
         return self.faults.add(
             match, host=host, method=method, times=times, status=status,
             retry_after=retry_after, drop_after=drop_after, stall=stall, corrupt=corrupt,
             ignore_range=ignore_range, wrong_content_range=wrong_content_range,
             short_body=short_body, long_body=long_body, rate=rate, latency=latency,
-            expire_presigned=expire_presigned, pause_at=pause_at, skip=skip)
+            expire_presigned=expire_presigned, pause_at=pause_at, skip=skip, range=range,
+            echo_auth=echo_auth, refuse_unsigned=refuse_unsigned, disconnect=disconnect)
 
     def clear_faults(self) -> None:
         self.faults.clear()
