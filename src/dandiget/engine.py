@@ -190,6 +190,11 @@ class Engine:
         self._totals_bytes = 0
         self.state: LocalState | None = None
         self._confinements: dict[Path, Confinement] = {}
+        #: The download root whose lock :meth:`prepare_output` takes (None: no lock wanted).
+        self._out: Path | None = None
+        self._output_lock: OutputLock | None = None
+        self._output_ready = False
+        self._output_guard = asyncio.Lock()
 
     # ------------------------------------------------------------------ plumbing
 
@@ -237,7 +242,8 @@ class Engine:
                 UrlJob(p, out, output_prefix(p, preserve_tree=self.options.preserve_tree))
                 for p in parsed_urls
             ]
-            lock = None if self.options.dry_run else await self._lock(out)
+            # The lock (and .dandiget/) comes with the first write: see prepare_output.
+            self._out = None if self.options.dry_run else out
             try:
                 for job in jobs:
                     await self._run_url(job)
@@ -246,8 +252,9 @@ class Engine:
             finally:
                 self.report.finished = time.time()
                 await asyncio.to_thread(self.state.close)
-                if lock is not None:
-                    lock.release()
+                if self._output_lock is not None:
+                    self._output_lock.release()
+                    self._output_lock = None
         if self.report.errors:
             n = len(self.report.errors)
             first = self.report.errors[0]
@@ -256,6 +263,19 @@ class Engine:
             raise DownloadFailed(
                 f"Encountered {n} error{'' if n == 1 else 's'} while downloading.", self.report)
         return self.report
+
+    async def prepare_output(self) -> None:
+        """Take the output folder's lock just before the first write, once per run.
+
+        Nothing is created earlier, so a run that fails before writing a file (unknown
+        Dandiset, missing token, unreachable server) leaves the output folder as it was.
+        """
+        if self._output_ready or self._out is None:
+            return
+        async with self._output_guard:
+            if not self._output_ready:
+                self._output_lock = await self._lock(self._out)
+                self._output_ready = True
 
     async def _lock(self, out: Path) -> OutputLock | None:
         """Wait until no other dandiget process writes into ``out``."""
@@ -350,6 +370,7 @@ class Engine:
                 self.report.files_downloaded += 1
                 self.outcome(rec, "would-download", "dandiset.yaml")
                 return
+            await self.prepare_output()
             job.output_path.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_dandiset_yaml, target, metadata,
                                     mtime or datetime.now(timezone.utc))
@@ -459,6 +480,7 @@ class Engine:
         if decision.action is Action.ERROR:
             raise FileExistsError(f"File {str(target)!r} already exists")
         self.emit(Started(rec, asset.size))
+        await self.prepare_output()
         await asyncio.to_thread(
             prepare_parent, target, job.output_dir, self.confinement(job.output_dir),
             may_replace_files=self.options.existing is not DownloadExisting.ERROR)
@@ -584,6 +606,7 @@ class Engine:
             return
         if self.options.sync is SyncMode.ASK and not self._confirm_delete(candidates):
             return
+        await self.prepare_output()
         if self.state is not None:
             await asyncio.to_thread(self.state.forget,
                                     [job.record_path(rel) for job, rel in candidates])
