@@ -170,7 +170,8 @@ class LocalState:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                timeout=30)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            if not self.readonly:  # (the journal mode is written into the file)
+                conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
