@@ -15,6 +15,7 @@ from typing import Any
 
 from .api import ApiClient
 from .errors import NotFoundError
+from .paths import check_relpath
 from .resolve import ParsedURL, URLKind, normalize_asset_path
 
 log = logging.getLogger("dandiget")
@@ -78,6 +79,9 @@ class RemoteAsset:
             raise BadAsset(f"asset record lacks {e}") from None
         if not isinstance(path, str):
             raise BadAsset(f"asset {asset_id} has a non-string path")
+        # The Archive never serves an absolute, ``..``, backslash, NUL or empty-segment path;
+        # one that does is broken or hostile: refused (UnsafePathError), never repaired.
+        check_relpath(path)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > 1 << 50:
             raise BadAsset(f"asset {path!r} has an invalid size {size!r}")
         blob, zarr = item.get("blob"), item.get("zarr")
@@ -101,7 +105,7 @@ class RemoteAsset:
                         for a in access)
         return cls(
             asset_id=asset_id,
-            path=path.lstrip("/"),
+            path=path,
             size=size,
             blob_id=blob,
             zarr_id=zarr,
