@@ -52,15 +52,18 @@ def find_api_key(instance: Instance) -> str | None:
         value = os.environ.get(var)
         if value:
             return value.strip()
-    try:  # optional: only when the user has a keyring configured
+    try:  # the optional ``dandiget[keyring]`` extra
         import keyring
-
+    except ImportError:
+        log.warning("No API key in %s or DANDI_API_KEY, and the system keyring cannot be read: "
+                    "pip install 'dandiget[keyring]' to use it", instance.api_key_env)
+        return None
+    try:
         value = keyring.get_password(f"dandi-api-{instance.name}", "key")
-        if value:
-            return str(value)
-    except Exception:  # keyring missing or misconfigured: not an error for open data
-        pass
-    return None
+    except Exception as e:  # no usable keyring backend: not an error for open data
+        log.debug("keyring lookup failed: %s", e)
+        return None
+    return str(value) if value else None
 
 
 def redact(text: str, token: str | None) -> str:
