@@ -64,3 +64,24 @@ def test_the_pytest_plugin_is_opt_in(tmp_path) -> None:
     r = subprocess.run([*cmd, "-p", "dandiget.testing.pytest_plugin"], capture_output=True,
                        text=True, timeout=120, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_missing_peer_fails_naming_the_install_command(tmp_path, monkeypatch) -> None:
+    """No test installs dandi-cli mid-run; a missing one fails and says how to install it."""
+    from dandiget.testing.peer import INSTALL_COMMAND, find_dandi_cli
+
+    venv = tmp_path / "no-peer"
+    monkeypatch.setenv("DANDIGET_PEER_VENV", str(venv))
+    with pytest.raises(pytest.fail.Exception) as exc:
+        find_dandi_cli()
+    assert INSTALL_COMMAND in str(exc.value) and str(venv) in str(exc.value)
+    assert not venv.exists()  # nothing was created or installed
+
+
+def test_readme_and_ci_install_the_peer_the_same_way() -> None:
+    from dandiget.testing.peer import INSTALL_COMMAND
+
+    readme = (REPO / "README.md").read_text()
+    assert INSTALL_COMMAND in readme
+    ci = (REPO / ".ci" / "run").read_text()
+    assert INSTALL_COMMAND in ci
