@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -34,6 +34,12 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 USER_AGENT = "dandiget"
+
+#: Statuses that, on a ``metadata=true`` asset page, mean "this page was too expensive": the
+#: Archive's workers are cut off after 15-30 s and the router answers 5xx (archive-api §6).
+PAGE_TOO_BIG = frozenset({500, 502, 503, 504})
+#: Asset pages are not shrunk below this many rows (then the normal retries apply).
+MIN_ASSET_PAGE = 10
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -122,8 +128,14 @@ class ApiClient:
 
     # ------------------------------------------------------------------ requests
 
-    async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        """GET a JSON document, retrying transient failures; 401 triggers authentication."""
+    async def get_json(self, path: str, params: Mapping[str, Any] | None = None, *,
+                       attempts: int | None = None) -> Any:
+        """GET a JSON document, retrying transient failures; 401 triggers authentication.
+
+        ``attempts`` overrides the retry policy's count for this call (1: fail fast, for a
+        caller that has a better answer to a failure than asking again, e.g. a smaller page).
+        """
+        max_attempts = max(1, attempts if attempts is not None else self.retry.attempts)
         url = self.url(path)
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
@@ -141,7 +153,7 @@ class ApiClient:
                     body = await resp.read()
                     retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             except TRANSIENT_ERRORS as e:
-                if attempt >= self.retry.attempts:
+                if attempt >= max_attempts:
                     raise FailedToConnectError(
                         f"GET {url} failed after {attempt} attempts: {_describe(e)}"
                     ) from e
@@ -153,7 +165,7 @@ class ApiClient:
                 try:
                     return json.loads(body)
                 except ValueError as e:
-                    if attempt < self.retry.attempts:
+                    if attempt < max_attempts:
                         await asyncio.sleep(self.retry.delay(attempt))
                         continue
                     raise HTTPError(
@@ -164,7 +176,7 @@ class ApiClient:
                 if await self.authenticate():
                     attempt -= 1
                     continue
-            if self.retry.is_retryable_status(status) and attempt < self.retry.attempts:
+            if self.retry.is_retryable_status(status) and attempt < max_attempts:
                 delay = self.retry.delay(attempt, retry_after)
                 log.debug("GET %s: HTTP %d; retrying in %.1fs", url, status, delay)
                 await asyncio.sleep(delay)
@@ -273,11 +285,91 @@ class ApiClient:
                 f"{self.instance.upper_name}:{dandiset_id}/{version}"
             ) from None
 
-    def iter_assets(self, dandiset_id: str, version: str, *, page_size: int = 1000,
-                    **filters: str) -> AsyncIterator[dict[str, Any]]:
-        """Every asset of a version with its full metadata, in path order, 1000 a page."""
-        params = {"metadata": "true", "order": "path", "page_size": str(page_size), **filters}
-        return self.paginate(f"dandisets/{dandiset_id}/versions/{version}/assets/", params)
+    async def asset_pages(self, dandiset_id: str, version: str, *, page_size: int = 1000,
+                          **filters: str) -> AsyncGenerator[dict[str, Any], None]:
+        """The pages of a version's asset listing (full metadata, path order), one pass.
+
+        Pages are addressed by number, not by following ``next``, so that the page size can
+        adapt: a ``metadata=true`` page the server cannot produce in time (5xx, timeout) is
+        asked for again as smaller pages covering the same rows (page p of size s is pages
+        2p-1 and 2p of size s/2), instead of retrying the same doomed request. The first try
+        of each size fails fast; at :data:`MIN_ASSET_PAGE` rows the normal retries apply.
+        The size never grows back within a listing. One page is requested ahead.
+        """
+        path = f"dandisets/{dandiset_id}/versions/{version}/assets/"
+        size = max(1, min(int(page_size), 1000))
+        seen: set[str] = set()
+        pages = 0
+
+        async def fetch(offset: int, size: int) -> tuple[dict[str, Any], int]:
+            nonlocal pages
+            while True:
+                params = {"metadata": "true", "order": "path", **filters,
+                          "page": str(offset // size + 1), "page_size": str(size)}
+                key = urlencode(sorted(params.items()))
+                if key in seen:
+                    raise HTTPError(f"Pagination loop: {self.url(path)}?{key} was already "
+                                    "requested", url=self.url(path))
+                seen.add(key)
+                pages += 1
+                if pages > self.max_pages:
+                    raise HTTPError(f"More than {self.max_pages} pages from {path}",
+                                    url=self.url(path))
+                try:
+                    page = await self.get_json(path, params, attempts=1)
+                except (HTTPError, FailedToConnectError) as e:
+                    status = getattr(e, "status", None)
+                    if size > MIN_ASSET_PAGE and (status in PAGE_TOO_BIG
+                                                  or isinstance(e, FailedToConnectError)):
+                        smaller = size // 2
+                        while offset % smaller:
+                            smaller -= 1
+                        log.info("Asset page of %d rows failed (%s); asking for %d rows a page",
+                                 size, status or "no answer", smaller)
+                        size = smaller
+                        continue
+                    if status is not None and not self.retry.is_retryable_status(status):
+                        raise
+                    seen.discard(key)
+                    page = await self.get_json(path, params)  # the whole retry policy
+                if not isinstance(page, dict) or not isinstance(page.get("results"), list):
+                    raise HTTPError(f"Unexpected page shape from {path}", url=self.url(path))
+                return page, size
+
+        offset = 0
+        pending: asyncio.Task[tuple[dict[str, Any], int]] | None = asyncio.ensure_future(
+            fetch(0, size))
+        try:
+            while pending is not None:
+                page, size = await pending
+                pending = None
+                n = len(page["results"])
+                offset += n
+                if page.get("next"):
+                    if n == 0:
+                        raise HTTPError(f"Pagination loop: an empty page of {path} links to "
+                                        "a next one", url=self.url(path))
+                    if n != size:  # the server pages by another size than we asked for
+                        if offset % n:
+                            raise HTTPError(f"Inconsistent page of {n} rows (asked {size}) "
+                                            f"from {path}", url=self.url(path))
+                        size = n
+                    pending = asyncio.ensure_future(fetch(offset, size))
+                yield page
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+    async def iter_assets(self, dandiset_id: str, version: str, *, page_size: int = 1000,
+                          **filters: str) -> AsyncIterator[dict[str, Any]]:
+        """Every asset of a version with its full metadata, in path order (one pass; see
+        :func:`dandiget.listing.iter_selected_assets` for a listing checked for drafts
+        that change meanwhile)."""
+        async for page in self.asset_pages(dandiset_id, version, page_size=page_size,
+                                           **filters):
+            for item in page["results"]:
+                yield item
 
     def iter_zarr_files(self, zarr_id: str, *, limit: int = 1000
                         ) -> AsyncIterator[dict[str, Any]]:
