@@ -68,13 +68,15 @@ def build_options(*, existing: DownloadExisting | str = DownloadExisting.ERROR, 
                   sync: bool | str | SyncMode | None = False,
                   path_type: PathType | str = PathType.EXACT, dry_run: bool = False,
                   fail_fast: bool = False, zarr_filters: Sequence[Any] = (),
-                  config: TransferConfig | None = None) -> DownloadOptions:
+                  config: TransferConfig | None = None,
+                  ignore_free_space: bool = False) -> DownloadOptions:
     cfg = dataclasses.replace(config or TransferConfig(), jobs=jobs, jobs_per_zarr=jobs_per_zarr)
     return DownloadOptions(
         existing=DownloadExisting(str(existing)), jobs=jobs, jobs_per_zarr=jobs_per_zarr,
         get_metadata=get_metadata, get_assets=get_assets, preserve_tree=preserve_tree,
         sync=_sync_mode(sync), path_type=PathType(str(path_type)), dry_run=dry_run,
-        fail_fast=fail_fast, zarr_filters=tuple(zarr_filters), config=cfg)
+        fail_fast=fail_fast, zarr_filters=tuple(zarr_filters), config=cfg,
+        ignore_free_space=ignore_free_space)
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
@@ -113,7 +115,8 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                     path_type: PathType | str = PathType.EXACT,
                     dry_run: bool = False, zarr: Sequence[str] = (),
                     listeners: Sequence[Listener] = (),
-                    config: TransferConfig | None = None) -> DownloadReport:
+                    config: TransferConfig | None = None,
+                    ignore_free_space: bool = False) -> DownloadReport:
     """The async twin of :func:`download`, for code that already runs an event loop."""
     from .render import make_renderer
 
@@ -122,7 +125,8 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                          get_metadata=get_metadata, get_assets=get_assets,
                          preserve_tree=preserve_tree, sync=sync, path_type=path_type,
                          dry_run=dry_run, fail_fast=fmt is DownloadFormat.DEBUG,
-                         zarr_filters=zarr, config=config)
+                         zarr_filters=zarr, config=config,
+                         ignore_free_space=ignore_free_space)
     renderer = make_renderer(fmt.value)
     engine = Engine(opts, [renderer, *listeners])
     renderer.start()
@@ -145,16 +149,19 @@ def download(urls: Any, output_dir: str | Path, *,
              path_type: PathType | str = PathType.EXACT,
              dry_run: bool = False, zarr: Sequence[str] = (),
              listeners: Sequence[Listener] = (),
-             config: TransferConfig | None = None) -> DownloadReport:
+             config: TransferConfig | None = None,
+             ignore_free_space: bool = False) -> DownloadReport:
     """Download DANDI URLs into ``output_dir``; dandi-cli's ``download()`` with a report.
 
     Raises ``DownloadFailed`` (a ``RuntimeError``, message "Encountered N error(s) while
     downloading.") when any file failed; its ``report`` attribute lists every outcome.
     ``dry_run`` plans without writing; ``zarr`` takes ``--zarr`` filters; ``listeners``
     receive every engine event; ``config`` tunes connections, part sizes and retries.
+    Too little free space for what is about to be written raises ``NotEnoughSpace`` before
+    the first byte, unless ``ignore_free_space``.
     """
     return run_coroutine(adownload(
         urls, output_dir, format=format, existing=existing, jobs=jobs,
         jobs_per_zarr=jobs_per_zarr, get_metadata=get_metadata, get_assets=get_assets,
         preserve_tree=preserve_tree, sync=sync, path_type=path_type, dry_run=dry_run,
-        zarr=zarr, listeners=listeners, config=config))
+        zarr=zarr, listeners=listeners, config=config, ignore_free_space=ignore_free_space))

@@ -49,7 +49,13 @@ from .events import (
     Verified,
 )
 from .instances import Instance
-from .listing import BadAsset, RemoteAsset, iter_selected_assets, parse_datetime
+from .listing import (
+    BadAsset,
+    RemoteAsset,
+    iter_selected_assets,
+    known_total_size,
+    parse_datetime,
+)
 from .localtree import find_local_assets
 from .options import DownloadExisting, PathType, SyncMode
 from .paths import Confinement, safe_join, temp_name
@@ -64,6 +70,7 @@ from .resolve import (
     relative_download_path,
     resolve_url,
 )
+from .space import NotEnoughSpace, SpaceCheck, bytes_under
 from .state import FileRow, LocalState, OutputLock
 from .transfer import SMALL_OBJECT, Source, Transferer, discard, display_url, write_verified
 
@@ -96,6 +103,8 @@ class DownloadOptions:
     config: TransferConfig = field(default_factory=TransferConfig)
     #: How ``--sync ask`` asks; returns the user's answer. None reads stdin.
     prompt: Any = None
+    #: Skip the free-space check before the first byte (space.py).
+    ignore_free_space: bool = False
 
 
 @dataclass
@@ -195,6 +204,11 @@ class Engine:
         self._output_lock: OutputLock | None = None
         self._output_ready = False
         self._output_guard = asyncio.Lock()
+        self._space: SpaceCheck | None = None
+        self._space_guard = asyncio.Lock()
+        self._space_error: NotEnoughSpace | None = None
+        #: id(job) -> the job's known total size (None: not known before its listing ends).
+        self._job_totals: dict[int, int | None] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -264,18 +278,66 @@ class Engine:
                 f"Encountered {n} error{'' if n == 1 else 's'} while downloading.", self.report)
         return self.report
 
-    async def prepare_output(self) -> None:
-        """Take the output folder's lock just before the first write, once per run.
+    async def prepare_output(self, job: UrlJob | None = None, size: int = 0, what: str = "",
+                             *, present: Path | None = None) -> None:
+        """Just before a write: check free space for ``size`` bytes of ``job`` (``present``:
+        a folder whose bytes are already there), then take the output folder's lock (once).
 
         Nothing is created earlier, so a run that fails before writing a file (unknown
-        Dandiset, missing token, unreachable server) leaves the output folder as it was.
+        Dandiset, missing token, unreachable server, too little space) leaves the output
+        folder as it was.
         """
-        if self._output_ready or self._out is None:
+        if self._out is None:
+            return
+        if job is not None and not self.options.ignore_free_space:
+            async with self._space_guard:
+                await self._check_space(self._out, job, size, what, present)
+        if self._output_ready:
             return
         async with self._output_guard:
             if not self._output_ready:
                 self._output_lock = await self._lock(self._out)
                 self._output_ready = True
+
+    async def _check_space(self, out: Path, job: UrlJob, size: int, what: str,
+                           present: Path | None) -> None:
+        """space.py's rule: a job's known total once, else each file before its first byte."""
+        if self._space_error is not None:  # other workers must not write either
+            raise self._space_error
+        space = self._space = self._space or SpaceCheck(out)
+        key = id(job)
+        if key not in self._job_totals:
+            total = self._job_totals[key] = await self._known_total(job)
+            if total is not None:
+                area = job.output_path
+                if job.parsed.kind is URLKind.FOLDER:  # where the folder's files land
+                    probe = relative_download_path(
+                        job.parsed, (job.parsed.path or "").rstrip("/") + "/x",
+                        preserve_tree=self.options.preserve_tree)
+                    area = area / probe.rpartition("/")[0]
+                try:
+                    await asyncio.to_thread(
+                        space.check_total, total, area,
+                        job.parsed.original or f"Dandiset {job.parsed.dandiset_id}")
+                except NotEnoughSpace as e:
+                    self._space_error = e
+                    raise
+        if self._job_totals[key] is None and size:
+            if present is not None:
+                size = max(0, size - await asyncio.to_thread(bytes_under, present))
+            try:
+                space.check_file(size, what or "the next file")
+            except NotEnoughSpace as e:
+                self._space_error = e
+                raise
+
+    async def _known_total(self, job: UrlJob) -> int | None:
+        """The bytes a job writes, when known before its listing ends (listing.py)."""
+        if not self.options.get_assets:
+            return 0
+        if job.client is None or not job.version:
+            return None
+        return await known_total_size(job.client, job.parsed, job.version)
 
     async def _lock(self, out: Path) -> OutputLock | None:
         """Wait until no other dandiget process writes into ``out``."""
@@ -370,7 +432,7 @@ class Engine:
                 self.report.files_downloaded += 1
                 self.outcome(rec, "would-download", "dandiset.yaml")
                 return
-            await self.prepare_output()
+            await self.prepare_output(job)
             job.output_path.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_dandiset_yaml, target, metadata,
                                     mtime or datetime.now(timezone.utc))
@@ -431,8 +493,8 @@ class Engine:
                 await download_zarr(self, job, asset, target, rec)
             else:
                 await self._download_blob(job, asset, target, rec)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, NotEnoughSpace):
+            raise  # one error for the run, not one per file
         except (DandigetError, OSError, ValueError, aiohttp.ClientError,
                 asyncio.TimeoutError) as e:
             if self.options.fail_fast and not isinstance(e, DandigetError):
@@ -480,7 +542,7 @@ class Engine:
         if decision.action is Action.ERROR:
             raise FileExistsError(f"File {str(target)!r} already exists")
         self.emit(Started(rec, asset.size))
-        await self.prepare_output()
+        await self.prepare_output(job, asset.size, rec)
         await asyncio.to_thread(
             prepare_parent, target, job.output_dir, self.confinement(job.output_dir),
             may_replace_files=self.options.existing is not DownloadExisting.ERROR)

@@ -179,6 +179,30 @@ async def iter_selected_assets(client: ApiClient, parsed: ParsedURL, dandiset_id
     raise NotFoundError(f"No assets found matching glob {path!r}")
 
 
+async def known_total_size(client: ApiClient, parsed: ParsedURL, version: str) -> int | None:
+    """Bytes of everything a Dandiset or folder URL selects, known before listing it (the
+    version's ``size``; a folder's ``aggregate_size`` from ``assets/paths/``), else None."""
+    did = parsed.dandiset_id
+    if did is None:
+        return None
+    try:
+        if parsed.kind is URLKind.DANDISET:
+            info = await client.get_version_info(did, version)
+            size = info.get("size") if isinstance(info, dict) else None
+            return size if isinstance(size, int) and size >= 0 else None
+        if parsed.kind is URLKind.FOLDER:
+            folder = normalize_asset_path(parsed.path or "").strip("/")
+            parent = folder.rpartition("/")[0]
+            async for row in client.paginate(f"dandisets/{did}/versions/{version}/assets/paths/",
+                                             {"path_prefix": parent, "page_size": "1000"}):
+                if isinstance(row, dict) and row.get("path") == folder:
+                    size = row.get("aggregate_size")
+                    return size if isinstance(size, int) and size >= 0 else None
+    except DandigetError as e:
+        log.debug("no total size for %s: %s", parsed.original or parsed.path, e)
+    return None
+
+
 async def _draft_stamp(client: ApiClient, dandiset_id: str, version: str) -> str | None:
     """The draft's ``modified`` (None for a published version, which never changes, or when
     the server does not say)."""
