@@ -32,11 +32,18 @@ class NotEnoughSpace(DandigetError):
     """The output filesystem cannot hold what the run is about to write."""
 
 
-def free_bytes(path: Path) -> int:
-    """Free bytes (for an unprivileged writer) of the filesystem ``path`` is or would be on."""
-    p = path
-    while not p.exists() and p.parent != p:
-        p = p.parent
+def _existing(path: Path) -> Path:
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def free_bytes(path: Path) -> int | None:
+    """Free bytes (for an unprivileged writer) of the filesystem ``path`` is or would be on;
+    None on a read-only filesystem, where the first write gives the clearer error."""
+    p = _existing(path)
+    if os.statvfs(p).f_flag & os.ST_RDONLY:
+        return None
     return shutil.disk_usage(p).free
 
 
@@ -69,7 +76,7 @@ class SpaceCheck:
     def check_total(self, total: int, area: Path, what: str) -> None:
         """Before the first write of a selection whose total size is known."""
         free = free_bytes(self.root)
-        if total <= free:
+        if free is None or total <= free:
             return
         need = total - bytes_under(area)
         if need > free:
@@ -79,6 +86,10 @@ class SpaceCheck:
         """Before the first byte of one file of a selection whose total is not known."""
         if self._free_at_start is None:
             self._free_at_start = free_bytes(self.root)
+            if self._free_at_start is None:
+                self._free_at_start = -1  # read-only: nothing to check
+        if self._free_at_start < 0:
+            return
         if self._started + size > self._free_at_start:
             raise self._error(self._started + size, self._free_at_start,
                               f"{what} (with the {self._started} bytes started before it)"
