@@ -4,12 +4,14 @@ option to go ahead anyway. Real small tmpfs mounts, through the command line."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from dandiget.state import LocalState
 from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec
 
 from .conftest import mounted_tmpfs
@@ -60,12 +62,20 @@ def test_ignore_free_space_goes_ahead(archive, tmp_path) -> None:
         assert not (disk / "000009" / "a" / "big.bin").exists()
 
 
-def test_bytes_already_there_count(archive, tmp_path) -> None:
+@pytest.mark.parametrize("state", ["recorded", "not recorded"])
+def test_bytes_already_there_count(archive, tmp_path, state) -> None:
     """A re-run over a copy on a nearly full disk needs room only for what is new (the
-    Dandiset's total alone would not fit)."""
+    Dandiset's total alone would not fit): bytes the state recorded, or else found there."""
     with mounted_tmpfs(tmp_path / "disk", "size=4m") as disk:
         assert cli(archive, disk, "000009").returncode == 0
         assert (disk / "000009" / "a" / "big.bin").stat().st_size == 3 * MiB
+        if state == "not recorded":  # e.g. a copy made by dandi-cli
+            shutil.rmtree(disk / ".dandiget")
+        else:  # what the check subtracts without walking the tree
+            st = LocalState(disk)
+            assert st.recorded_bytes("000009") == 3 * MiB + len(b"small") + len(b"other")
+            assert st.recorded_bytes("000009/a") == 3 * MiB + len(b"small")
+            st.close()
         archive.add_blob("000009", "c/new.txt", b"new\n")  # so the re-run writes
         r = cli(archive, disk, "000009", "-e", "refresh")
         assert r.returncode == 0, r.stderr

@@ -315,10 +315,14 @@ class Engine:
                         job.parsed, (job.parsed.path or "").rstrip("/") + "/x",
                         preserve_tree=self.options.preserve_tree)
                     area = area / probe.rpartition("/")[0]
+                rel = area.relative_to(out).as_posix()
+                recorded = (await asyncio.to_thread(self.state.recorded_bytes,
+                                                    "" if rel == "." else rel)
+                            if self.state is not None else 0)
                 try:
                     await asyncio.to_thread(
                         space.check_total, total, area,
-                        job.parsed.original or f"Dandiset {job.parsed.dandiset_id}")
+                        job.parsed.original or f"Dandiset {job.parsed.dandiset_id}", recorded)
                 except NotEnoughSpace as e:
                     self._space_error = e
                     raise

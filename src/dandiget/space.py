@@ -3,9 +3,9 @@
 A transfer writes into a temporary file of the full size (sparse, filled in parallel), so a
 disk that is too small is otherwise found late, mid-way through a large file. The rule:
 
-* a Dandiset URL: its version's total size (from the API) must fit, less the bytes already
-  under its folder (counted only when the total alone does not fit, so a full re-run is
-  not slowed by a walk);
+* a Dandiset (or folder) URL: its total size (from the API) must fit, less the bytes already
+  under its folder: first those the local state recorded (one query), and only when that
+  is not enough, those a walk of the folder finds (files of another tool, unrecorded);
 * a single asset, folder, prefix or glob URL, whose total is not known before its listing
   ends: every file, before its first byte, must fit with all files this run started
   before it in the space that was free when the run first wrote.
@@ -73,10 +73,11 @@ class SpaceCheck:
             f"({need} bytes), {naturalsize(free)} ({free} bytes) are free. Free some space, "
             f"choose another output folder, or pass {OVERRIDE} to try anyway.")
 
-    def check_total(self, total: int, area: Path, what: str) -> None:
-        """Before the first write of a selection whose total size is known."""
+    def check_total(self, total: int, area: Path, what: str, recorded: int = 0) -> None:
+        """Before the first write of a selection whose total size is known; ``recorded``:
+        bytes the local state knows are already under ``area``."""
         free = free_bytes(self.root)
-        if free is None or total <= free:
+        if free is None or total - recorded <= free:
             return
         need = total - bytes_under(area)
         if need > free:

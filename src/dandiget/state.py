@@ -244,6 +244,24 @@ class LocalState:
                 return {}
         return {r[0]: StateRecord((r[1], r[2], r[3], r[4]), (r[5], r[6])) for r in rows}
 
+    def recorded_bytes(self, prefix: str) -> int:
+        """Sum of the sizes recorded at or below the folder ``prefix`` ("" for all): what a
+        verified earlier run already put there, without walking the tree."""
+        with self._lock:
+            conn = self._connect()
+            if conn is None:
+                return 0
+            try:
+                if prefix:
+                    lo = prefix.rstrip("/") + "/"
+                    row = conn.execute("SELECT sum(size) FROM files WHERE path >= ? AND path < ?",
+                                       (lo, lo[:-1] + "0")).fetchone()
+                else:
+                    row = conn.execute("SELECT sum(size) FROM files").fetchone()
+            except sqlite3.DatabaseError:
+                return 0
+        return int(row[0] or 0)
+
     def get(self, path: str) -> StateRecord | None:
         with self._lock:
             conn = self._connect()
