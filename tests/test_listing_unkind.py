@@ -149,3 +149,21 @@ def test_no_head_on_presigned_urls(archive_factory, dandi_register, tmp_path,
     content = [r for r in archive.requests if r.host == "content"]
     assert [r for r in content if r.method == "GET" and "X-Amz-" in r.query]  # exercised
     assert [r for r in content if r.method == "HEAD"] == []
+
+
+async def test_a_page_that_times_out_is_asked_for_smaller(archive_factory) -> None:
+    """The other face of the time limit: no answer at all within the client's read timeout."""
+    import aiohttp
+
+    from dandiget.api import ApiClient
+
+    archive = archive_factory(ArchiveSpec(dandisets=[
+        DandisetSpec.generated("000014", 1200, size=4, per_dir=1000)]))
+    archive.inject(r"page_size=1000", host="api", latency=5)  # a page the server chews on
+    async with aiohttp.ClientSession() as session:
+        client = ApiClient(archive.instance, session, retry=FAST.retry,
+                           timeout=aiohttp.ClientTimeout(sock_read=0.5))
+        paths = [a["path"] async for a in client.iter_assets("000014", "draft")]
+    assert paths == sorted(archive.expected_files("000014"))
+    sizes = [s for _, s, _ in asset_pages(archive, "000014")]
+    assert sizes == [1000, 500, 500, 500]
