@@ -90,8 +90,9 @@ class ApiLatency(FaultSet):
         self.cost = cost
         self.count = count
 
-    def plan(self, host: str, method: str, target: str) -> Plan:
-        base = super().plan(host, method, target)
+    def plan(self, host: str, method: str, target: str,
+             range_header: str | None = None) -> Plan:
+        base = super().plan(host, method, target, range_header)
         if host != "api":
             return base
         extra = request_cost(self.cost, target, self.count)

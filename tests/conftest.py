@@ -17,6 +17,10 @@ from dandiget.config import TransferConfig
 from dandiget.instances import register_instance, unregister_instance
 from dandiget.retry import RetryPolicy
 
+#: The test archive's fixtures are opt-in (installing dandiget does not load them into every
+#: pytest session); this repository's tests opt in here.
+pytest_plugins = ["dandiget.testing.pytest_plugin"]
+
 
 @contextlib.contextmanager
 def mounted_tmpfs(path: Path, options: str) -> Iterator[Path]:

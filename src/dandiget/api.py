@@ -13,13 +13,20 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 
-from .errors import AuthenticationError, HTTPError, NotFoundError, ResponseError
+from .errors import (
+    AuthenticationError,
+    ConnectError,
+    HTTPError,
+    NotFoundError,
+    ResponseError,
+    TransportError,
+)
 from .instances import Instance
 from .requests import ApiAuth, Requester, display_url, origin, redact
 from .retry import RetryPolicy
@@ -29,6 +36,13 @@ log = logging.getLogger("dandiget")
 USER_AGENT = "dandiget"
 
 __all__ = ["ApiClient", "find_api_key", "origin", "redact"]
+
+#: Statuses that, on a ``metadata=true`` asset page, mean "this page was too expensive": the
+#: Archive's workers are cut off after 15-30 s and the router answers 5xx (archive-api §6).
+PAGE_TOO_BIG = frozenset({500, 502, 503, 504})
+#: Asset pages are not shrunk below this many rows (then the normal retries apply).
+MIN_ASSET_PAGE = 10
+
 
 
 def find_api_key(instance: Instance) -> str | None:
@@ -40,15 +54,18 @@ def find_api_key(instance: Instance) -> str | None:
         value = os.environ.get(var)
         if value:
             return value.strip()
-    try:  # optional: only when the user has a keyring configured
+    try:  # the optional ``dandiget[keyring]`` extra
         import keyring
-
+    except ImportError:
+        log.warning("No API key in %s or DANDI_API_KEY, and the system keyring cannot be read: "
+                    "pip install 'dandiget[keyring]' to use it", instance.api_key_env)
+        return None
+    try:
         value = keyring.get_password(f"dandi-api-{instance.name}", "key")
-        if value:
-            return str(value)
-    except Exception:  # keyring missing or misconfigured: not an error for open data
-        pass
-    return None
+    except Exception as e:  # no usable keyring backend: not an error for open data
+        log.debug("keyring lookup failed: %s", e)
+        return None
+    return str(value) if value else None
 
 
 class ApiClient:
@@ -230,11 +247,95 @@ class ApiClient:
                 f"{self.instance.upper_name}:{dandiset_id}/{version}"
             ) from None
 
-    def iter_assets(self, dandiset_id: str, version: str, *, page_size: int = 1000,
-                    **filters: str) -> AsyncIterator[dict[str, Any]]:
-        """Every asset of a version with its full metadata, in path order, 1000 a page."""
-        params = {"metadata": "true", "order": "path", "page_size": str(page_size), **filters}
-        return self.paginate(f"dandisets/{dandiset_id}/versions/{version}/assets/", params)
+    async def asset_pages(self, dandiset_id: str, version: str, *, page_size: int = 1000,
+                          **filters: str) -> AsyncGenerator[dict[str, Any], None]:
+        """The pages of a version's asset listing (full metadata, path order), one pass.
+
+        Pages are addressed by number, not by following ``next``, so that the page size can
+        adapt: a ``metadata=true`` page the server cannot produce in time (5xx, timeout) is
+        asked for again as smaller pages covering the same rows (page p of size s is pages
+        2p-1 and 2p of size s/2), instead of retrying the same doomed request. The first try
+        of each size fails fast; at :data:`MIN_ASSET_PAGE` rows the normal retries apply.
+        The size never grows back within a listing. One page is requested ahead.
+        """
+        path = f"dandisets/{dandiset_id}/versions/{version}/assets/"
+        size = max(1, min(int(page_size), 1000))
+        seen: set[str] = set()
+        pages = 0
+
+        async def fetch(offset: int, size: int) -> tuple[dict[str, Any], int]:
+            nonlocal pages
+            while True:
+                params = {"metadata": "true", "order": "path", **filters,
+                          "page": str(offset // size + 1), "page_size": str(size)}
+                key = urlencode(sorted(params.items()))
+                if key in seen:
+                    raise HTTPError(f"Pagination loop: {self.url(path)}?{key} was already "
+                                    "requested", url=self.url(path))
+                seen.add(key)
+                pages += 1
+                if pages > self.max_pages:
+                    raise HTTPError(f"More than {self.max_pages} pages from {path}",
+                                    url=self.url(path))
+                try:
+                    page = await self.get_json(path, params, attempts=1)
+                except (HTTPError, TransportError) as e:
+                    status = getattr(e, "status", None)
+                    # A 5xx without Retry-After or a timeout: the page cost too much. A
+                    # Retry-After is the server asking for patience, not a smaller page.
+                    cut_off = (status in PAGE_TOO_BIG and getattr(e, "retry_after", None) is None
+                               ) or (isinstance(e, TransportError)
+                                     and not isinstance(e, ConnectError))
+                    if size > MIN_ASSET_PAGE and cut_off:
+                        smaller = size // 2
+                        while offset % smaller:
+                            smaller -= 1
+                        log.info("Asset page of %d rows failed (%s); asking for %d rows a page",
+                                 size, status or "no answer", smaller)
+                        size = smaller
+                        continue
+                    if status is not None and not self.retry.is_retryable_status(status):
+                        raise
+                    seen.discard(key)
+                    page = await self.get_json(path, params)  # the whole retry policy
+                if not isinstance(page, dict) or not isinstance(page.get("results"), list):
+                    raise HTTPError(f"Unexpected page shape from {path}", url=self.url(path))
+                return page, size
+
+        offset = 0
+        pending: asyncio.Task[tuple[dict[str, Any], int]] | None = asyncio.ensure_future(
+            fetch(0, size))
+        try:
+            while pending is not None:
+                page, size = await pending
+                pending = None
+                n = len(page["results"])
+                offset += n
+                if page.get("next"):
+                    if n == 0:
+                        raise HTTPError(f"Pagination loop: an empty page of {path} links to "
+                                        "a next one", url=self.url(path))
+                    if n != size:  # the server pages by another size than we asked for
+                        if offset % n:
+                            raise HTTPError(f"Inconsistent page of {n} rows (asked {size}) "
+                                            f"from {path}", url=self.url(path))
+                        size = n
+                    pending = asyncio.ensure_future(fetch(offset, size))
+                yield page
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+    async def iter_assets(self, dandiset_id: str, version: str, *, page_size: int = 1000,
+                          **filters: str) -> AsyncIterator[dict[str, Any]]:
+        """Every asset of a version with its full metadata, in path order (one pass; see
+        :func:`dandiget.listing.iter_selected_assets` for a listing checked for drafts
+        that change meanwhile)."""
+        async for page in self.asset_pages(dandiset_id, version, page_size=page_size,
+                                           **filters):
+            for item in page["results"]:
+                yield item
 
     def iter_zarr_files(self, zarr_id: str, *, limit: int = 1000
                         ) -> AsyncIterator[dict[str, Any]]:

@@ -102,11 +102,13 @@ class DownloadKinds(click.ParamType):
 @click.option("--dry-run", is_flag=True,
               help="Resolve, list and plan; print what would be downloaded, skipped and "
                    "deleted; write nothing.")
+@click.option("--ignore-free-space", is_flag=True,
+              help="Start even if the output folder's filesystem seems too small.")
 @click.argument("url", nargs=-1)
 def download(output_dir: str, existing: str, fmt: str, path_type: str,
              jobs: tuple[int, int | None], download_kinds: set[str], preserve_tree: bool,
              sync: str | None, zarr_filters: tuple[str, ...], dandi_instance: str | None,
-             dry_run: bool, url: tuple[str, ...]) -> None:
+             dry_run: bool, ignore_free_space: bool, url: tuple[str, ...]) -> None:
     """Download files, folders, Zarrs or whole Dandisets from a DANDI archive.
 
     URL can be any form dandi download accepts: DANDI:000027[/VERSION],
@@ -131,6 +133,7 @@ def download(output_dir: str, existing: str, fmt: str, path_type: str,
             path_type=PathType(path_type),
             dry_run=dry_run,
             zarr=zarr_filters,
+            ignore_free_space=ignore_free_space,
         )
     except KeyboardInterrupt:
         click.echo("Interrupted. Partial downloads are kept and resume on the next run.",

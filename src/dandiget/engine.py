@@ -51,7 +51,13 @@ from .events import (
     Verified,
 )
 from .instances import Instance
-from .listing import BadAsset, RemoteAsset, iter_selected_assets, parse_datetime
+from .listing import (
+    BadAsset,
+    RemoteAsset,
+    iter_selected_assets,
+    known_total_size,
+    parse_datetime,
+)
 from .localtree import find_local_assets
 from .options import DownloadExisting, PathType, SyncMode
 from .paths import Confinement, safe_join, temp_name
@@ -67,6 +73,7 @@ from .resolve import (
     relative_download_path,
     resolve_url,
 )
+from .space import NotEnoughSpace, SpaceCheck, bytes_under
 from .state import FileRow, LocalState, OutputLock
 from .transfer import SMALL_OBJECT, RefusalMemo, Source, Transferer, discard, write_verified
 
@@ -99,6 +106,8 @@ class DownloadOptions:
     config: TransferConfig = field(default_factory=TransferConfig)
     #: How ``--sync ask`` asks; returns the user's answer. None reads stdin.
     prompt: Any = None
+    #: Skip the free-space check before the first byte (space.py).
+    ignore_free_space: bool = False
 
 
 @dataclass
@@ -195,6 +204,16 @@ class Engine:
         self._confinements: dict[Path, Confinement] = {}
         #: Content prefixes that refused unsigned reads: go to the API first there.
         self._refusals = RefusalMemo()
+        #: The download root whose lock :meth:`prepare_output` takes (None: no lock wanted).
+        self._out: Path | None = None
+        self._output_lock: OutputLock | None = None
+        self._output_ready = False
+        self._output_guard = asyncio.Lock()
+        self._space: SpaceCheck | None = None
+        self._space_guard = asyncio.Lock()
+        self._space_error: NotEnoughSpace | None = None
+        #: id(job) -> the job's known total size (None: not known before its listing ends).
+        self._job_totals: dict[int, int | None] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -244,7 +263,8 @@ class Engine:
                 UrlJob(p, out, output_prefix(p, preserve_tree=self.options.preserve_tree))
                 for p in parsed_urls
             ]
-            lock = None if self.options.dry_run else await self._lock(out)
+            # The lock (and .dandiget/) comes with the first write: see prepare_output.
+            self._out = None if self.options.dry_run else out
             try:
                 for job in jobs:
                     await self._run_url(job)
@@ -253,8 +273,9 @@ class Engine:
             finally:
                 self.report.finished = time.time()
                 await asyncio.to_thread(self.state.close)
-                if lock is not None:
-                    lock.release()
+                if self._output_lock is not None:
+                    self._output_lock.release()
+                    self._output_lock = None
         if self.report.errors:
             n = len(self.report.errors)
             first = self.report.errors[0]
@@ -263,6 +284,71 @@ class Engine:
             raise DownloadFailed(
                 f"Encountered {n} error{'' if n == 1 else 's'} while downloading.", self.report)
         return self.report
+
+    async def prepare_output(self, job: UrlJob | None = None, size: int = 0, what: str = "",
+                             *, present: Path | None = None) -> None:
+        """Just before a write: check free space for ``size`` bytes of ``job`` (``present``:
+        a folder whose bytes are already there), then take the output folder's lock (once).
+
+        Nothing is created earlier, so a run that fails before writing a file (unknown
+        Dandiset, missing token, unreachable server, too little space) leaves the output
+        folder as it was.
+        """
+        if self._out is None:
+            return
+        if job is not None and not self.options.ignore_free_space:
+            async with self._space_guard:
+                await self._check_space(self._out, job, size, what, present)
+        if self._output_ready:
+            return
+        async with self._output_guard:
+            if not self._output_ready:
+                self._output_lock = await self._lock(self._out)
+                self._output_ready = True
+
+    async def _check_space(self, out: Path, job: UrlJob, size: int, what: str,
+                           present: Path | None) -> None:
+        """space.py's rule: a job's known total once, else each file before its first byte."""
+        if self._space_error is not None:  # other workers must not write either
+            raise self._space_error
+        space = self._space = self._space or SpaceCheck(out)
+        key = id(job)
+        if key not in self._job_totals:
+            total = self._job_totals[key] = await self._known_total(job)
+            if total is not None:
+                area = job.output_path
+                if job.parsed.kind is URLKind.FOLDER:  # where the folder's files land
+                    probe = relative_download_path(
+                        job.parsed, (job.parsed.path or "").rstrip("/") + "/x",
+                        preserve_tree=self.options.preserve_tree)
+                    area = area / probe.rpartition("/")[0]
+                rel = area.relative_to(out).as_posix()
+                recorded = (await asyncio.to_thread(self.state.recorded_bytes,
+                                                    "" if rel == "." else rel)
+                            if self.state is not None else 0)
+                try:
+                    await asyncio.to_thread(
+                        space.check_total, total, area,
+                        job.parsed.original or f"Dandiset {job.parsed.dandiset_id}", recorded)
+                except NotEnoughSpace as e:
+                    self._space_error = e
+                    raise
+        if self._job_totals[key] is None and size:
+            if present is not None:
+                size = max(0, size - await asyncio.to_thread(bytes_under, present))
+            try:
+                space.check_file(size, what or "the next file")
+            except NotEnoughSpace as e:
+                self._space_error = e
+                raise
+
+    async def _known_total(self, job: UrlJob) -> int | None:
+        """The bytes a job writes, when known before its listing ends (listing.py)."""
+        if not self.options.get_assets:
+            return 0
+        if job.client is None or not job.version:
+            return None
+        return await known_total_size(job.client, job.parsed, job.version)
 
     async def _lock(self, out: Path) -> OutputLock | None:
         """Wait until no other dandiget process writes into ``out``."""
@@ -357,6 +443,7 @@ class Engine:
                 self.report.files_downloaded += 1
                 self.outcome(rec, "would-download", "dandiset.yaml")
                 return
+            await self.prepare_output(job)
             job.output_path.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_dandiset_yaml, target, metadata,
                                     mtime or datetime.now(timezone.utc))
@@ -417,8 +504,8 @@ class Engine:
                 await download_zarr(self, job, asset, target, rec)
             else:
                 await self._download_blob(job, asset, target, rec)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, NotEnoughSpace):
+            raise  # one error for the run, not one per file
         except (DandigetError, OSError, ValueError, aiohttp.ClientError,
                 asyncio.TimeoutError) as e:
             if self.options.fail_fast and not isinstance(e, DandigetError):
@@ -466,6 +553,7 @@ class Engine:
         if decision.action is Action.ERROR:
             raise FileExistsError(f"File {str(target)!r} already exists")
         self.emit(Started(rec, asset.size))
+        await self.prepare_output(job, asset.size, rec)
         await asyncio.to_thread(
             prepare_parent, target, job.output_dir, self.confinement(job.output_dir),
             may_replace_files=self.options.existing is not DownloadExisting.ERROR)
@@ -590,6 +678,7 @@ class Engine:
             return
         if self.options.sync is SyncMode.ASK and not self._confirm_delete(candidates):
             return
+        await self.prepare_output()
         if self.state is not None:
             await asyncio.to_thread(self.state.forget,
                                     [job.record_path(rel) for job, rel in candidates])

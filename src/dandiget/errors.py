@@ -96,6 +96,8 @@ class HTTPError(RequestError):
     def __init__(self, message: str, *, status: int | None = None, url: str | None = None):
         super().__init__(message, url=url)
         self.status = status
+        #: The server's ``Retry-After`` (seconds), when it sent one: "come back later".
+        self.retry_after: float | None = None
 
 
 class AuthenticationError(HTTPError):

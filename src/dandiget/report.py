@@ -55,7 +55,7 @@ class DownloadReport:
 
     def summary(self) -> str:
         """One human line, e.g. ``3 downloaded (1.2 MB), 1 skipped, 0 errors in 0.4 s``."""
-        from .humanize import naturalsize
+        from .compat.humanize import naturalsize
 
         verb = "would download" if self.dry_run else "downloaded"
         parts = [f"{self.files_downloaded} files {verb} ({naturalsize(self.bytes_downloaded)})",

@@ -212,6 +212,9 @@ class Requester:
     ) -> T:
         """Send one logical request until ``handle`` returns, or raise why it cannot.
 
+        ``attempts`` overrides the policy's number of tries for failures the server gives
+        no advice on; a retryable status with ``Retry-After`` is still waited out and
+        retried within the policy's budget.
         ``headers`` may be a callable, evaluated per attempt (a Range that resumes where the
         last attempt stopped). ``accept``: statuses handed to ``handle``; other non-retried
         statuses become ``error(status, url, body)`` (default :class:`HTTPError`).
@@ -275,9 +278,15 @@ class Requester:
                         and await source.refresh(status):
                     attempt -= 1  # the source bounds its own refreshes
                     continue
-                if status in policy.statuses and attempt < budget:
+                # ``attempts`` caps retries on our own judgement; a Retry-After is the
+                # server's instruction and is honoured within the policy's whole budget.
+                if status in policy.statuses and (attempt < budget or (
+                        retry_after is not None and attempt < policy.attempts)):
                     raise _RetryStatus(status)
-                raise _redacted((error or _default_error)(status, target, body), auth)
+                failure = (error or _default_error)(status, target, body)
+                if isinstance(failure, HTTPError):
+                    failure.retry_after = retry_after  # the caller may still honour it
+                raise _redacted(failure, auth)
             except _RetryStatus as e:
                 reason = f"HTTP {e.status}"
                 delay = policy.delay(attempt, retry_after)

@@ -180,6 +180,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
         if opts.existing is DownloadExisting.ERROR:
             raise FileExistsError(f"File {str(target)!r} already exists where the Zarr goes")
         if not opts.dry_run:
+            await engine.prepare_output(job)
             await asyncio.to_thread(remove_path, target)
     tracker = ZarrTracker(engine, rec, asset.size)
     state = engine.state
@@ -212,6 +213,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             records = await asyncio.to_thread(state.load_prefix, rec)
     engine.emit(Started(rec, asset.size, kind="zarr"))
     if not opts.dry_run:
+        await engine.prepare_output(job, asset.size, rec, present=target)
         target.mkdir(parents=True, exist_ok=True)
         engine.confinement(job.output_dir).check_dir(target)
     listed: dict[str, tuple[str, int]] = {}

@@ -18,7 +18,7 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import dandiget.testing
-from dandiget.resolve import _glob_regex
+from dandiget.resolve.layout import _glob_regex
 from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec, ZarrSpec
 from dandiget.testing.archive_digests import (
     EMPTY_ZARR_CHECKSUM,

@@ -186,7 +186,13 @@ def test_bucket_capture(mapper: Mapper, name: str) -> None:
     _, redirect = _replay(mapper, source.group(1))
     assert redirect.status == 302
     headers = {"Range": cap["request_range"]} if cap.get("request_range") else {}
-    r = fetch(redirect.headers["Location"], cap["method"], headers)
+    # The captures come from moto, which lets a HEAD through a URL presigned for GET; real S3
+    # (and this archive by default) refuses it with 403: test_head_on_presigned_get_url.
+    mapper.archive.signer.check_method = cap["method"] != "HEAD"
+    try:
+        r = fetch(redirect.headers["Location"], cap["method"], headers)
+    finally:
+        mapper.archive.signer.check_method = True
     assert r.status == cap["status"]
     gh = cap["headers"]
     assert set(gh) <= {k.title() if k.lower() != "etag" else "ETag" for k in r.headers}

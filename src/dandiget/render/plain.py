@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from typing import IO
 
+from ..compat.humanize import naturalsize
 from ..events import Done, Event, Failed, Planned, Progress, Skipped, Totals, ZarrUpdate
-from ..humanize import naturalsize
 from ..report import DownloadReport
 
 

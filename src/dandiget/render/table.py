@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..compat.humanize import naturalsize
 from ..events import (
     Deleted,
     Done,
@@ -34,7 +35,6 @@ from ..events import (
     Verified,
     ZarrUpdate,
 )
-from ..humanize import naturalsize
 from ..report import DownloadReport
 
 COLUMNS = ("PATH", "SIZE", "DONE", "DONE%", "CHECKSUM", "STATUS", "MESSAGE")

@@ -3,7 +3,8 @@
 Keys are laid out as in the Archive's bucket (``blobs/abc/def/<uuid>``, ``zarr/<id>/<key>``,
 ``dandisets/<id>/<version>/assets.jsonld``...). It speaks S3's dialect where a downloader can
 tell: Range/206/416, quoted ETags, XML errors, presigned ``X-Amz-*`` URLs that expire,
-``response-content-disposition``, and 400 for a request that carries an ``Authorization``
+``response-content-disposition``, HEAD refused (403) on a URL presigned for GET, and 400 for a
+request that carries an ``Authorization``
 header (S3 refuses a second auth mechanism next to a presigned URL; here it also proves an
 API token never leaks to the bucket). ``GET /?list-type=2`` is ListObjectsV2, since the
 Archive's bucket is publicly listable.
@@ -145,7 +146,7 @@ class ContentHost(Host):
         if method not in ("GET", "HEAD"):
             return s3_error(405, Method=method, ResourceType="OBJECT")
         params = parse_qsl(raw_query, keep_blank_values=True)
-        presigned, details = self.signer.check(key, params)
+        presigned, details = self.signer.check(key, params, method=method)
         if presigned != "none" and plan.expire_presigned:
             presigned = "expired"
         if "Authorization" in request.headers:
@@ -162,6 +163,8 @@ class ContentHost(Host):
         if plan.refuse_unsigned and presigned != "ok":
             return s3_error(403)
         if presigned == "bad":
+            if method == "HEAD":  # S3 answers a HEAD with the status alone
+                return Reply(403, {"Content-Type": "application/xml"})
             return s3_error(403, "SignatureDoesNotMatch",
                             "The request signature we calculated does not match the signature "
                             "you provided. Check your key and signing method.")

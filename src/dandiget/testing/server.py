@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from dandiget.testing.model import (
     DandisetSpec,
     ZarrSpec,
 )
+from dandiget.testing.pagination import ListingBehaviour, PageHook
 from dandiget.testing.presign import Signer
 from dandiget.testing.recording import RequestLog, RequestRecord
 from dandiget.testing.records import Asset
@@ -58,6 +59,7 @@ class TestArchive:
         self.signer = Signer(secret)
         self.faults = FaultSet()
         self.log = RequestLog()
+        self.listing = ListingBehaviour()
         self._host = host
         self._ports = (api_port, content_port)
         self._content_base_url = content_base_url.rstrip("/") if content_base_url else None
@@ -106,6 +108,7 @@ class TestArchive:
     async def _astart(self) -> None:
         assert self._pool is not None
         api = ApiHost(self.store, self.site, self.signer, self.faults, self.log, self._pool)
+        api.listing = self.listing
         content = ContentHost(self.store, self.site, self.signer, self.faults, self.log,
                               self._pool)
         ports = []
@@ -331,6 +334,21 @@ class TestArchive:
 
     def clear_faults(self) -> None:
         self.faults.clear()
+
+    def limit_metadata_rows(self, rows: int | None) -> None:
+        """Answer 503 (as the Archive's router does when a worker runs out of time) to any
+        ``metadata=true`` asset page holding more than ``rows`` rows; None lifts the limit."""
+        self.listing.metadata_row_budget = rows
+
+    def after_asset_page(self, identifier: str, page: int, action: Callable[[], Any], *,
+                         times: int | None = 1) -> PageHook:
+        """Run ``action`` (e.g. ``lambda: archive.add_blob(...)``) right after page ``page``
+        of ``identifier``'s asset listing is produced: the draft changes between two pages,
+        as when someone uploads while a download lists. ``times=None``: on every such page."""
+        hook = PageHook(identifier, page, action, times)
+        with self.listing._lock:
+            self.listing.hooks.append(hook)
+        return hook
 
     @property
     def requests(self) -> list[RequestRecord]:

@@ -1,11 +1,5 @@
-"""Resource identifiers: turn what the user typed into "which instance, Dandiset, version, assets".
+"""Resource identifiers, over the network: redirects and server lookups.
 
-The accepted shapes, their order and their error messages are dandi-cli's (``dandi download``
-users paste the same URLs and scripts match on the messages). Deliberate differences:
-
-* ``<INSTANCE>:<id>`` accepts the instance name in any case (dandi-cli's docs promise it);
-* ``https://identifiers.org/DANDI:<id>/draft`` is accepted (mapped locally, identifiers.org
-  cannot resolve it);
 * any spelling of a known instance's URLs (with or without ``/api``, trailing slash) maps to
   that instance, and known instances are recognised without a network round trip;
 * redirect resolution uses the shared :class:`~dandiget.retry.RetryPolicy` (no 1000 s sleeps,
@@ -21,31 +15,37 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import posixpath
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 import yarl
 
-from . import __version__
-from .errors import (
+from .. import __version__
+from ..errors import (
     ConnectError,
     FailedToConnectError,
     NotFoundError,
     RequestError,
-    UnknownURLError,
 )
-from .instances import Instance, instance_by_url, known_instances
-from .requests import ANY_STATUS, Requester
-from .retry import RetryPolicy
+from ..instances import Instance, instance_by_url, known_instances
+from ..requests import ANY_STATUS, Requester
+from ..retry import RetryPolicy
+from .grammar import (
+    _PATTERNS,
+    ParsedURL,
+    _Action,
+    _classify,
+    _instance_by_name,
+    _unknown_instance,
+    _unknown_url,
+)
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("dandiget.resolve")
 
 #: Seconds one HEAD (redirect) or server-info GET may take, as dandi-cli's REDIRECT_HEAD_TIMEOUT.
 REDIRECT_HEAD_TIMEOUT = 30.0
@@ -54,216 +54,8 @@ MAX_REDIRECTS = 30
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = f"dandiget/{__version__} aiohttp/{aiohttp.__version__}"
 
-
-class URLKind(str, Enum):
-    """What a parsed identifier selects (dandi-cli's ParsedDandiURL subclasses)."""
-
-    DANDISET = "dandiset"  # DandisetURL
-    ASSET_ID = "asset-id"  # AssetIDURL: asset id within a dandiset version
-    BASE_ASSET_ID = "base-asset-id"  # BaseAssetIDURL: /api/assets/<id>/...
-    ITEM = "item"  # AssetItemURL
-    FOLDER = "folder"  # AssetFolderURL
-    PREFIX = "prefix"  # AssetPathPrefixURL
-    GLOB = "glob"  # AssetGlobURL
-
-
-_SINGLE_ASSET_KINDS = frozenset({URLKind.ITEM, URLKind.ASSET_ID, URLKind.BASE_ASSET_ID})
-_MULTI_ASSET_KINDS = frozenset({URLKind.FOLDER, URLKind.PREFIX, URLKind.GLOB})
-
-
-@dataclass(frozen=True)
-class ParsedURL:
-    """A resolved resource identifier. Equality ignores ``original`` (as dandi-cli's objects)."""
-
-    kind: URLKind
-    instance: Instance
-    dandiset_id: str | None = None
-    version_id: str | None = None
-    asset_id: str | None = None
-    #: Location / prefix / glob exactly as dandi-cli keeps it (folder paths end with "/").
-    path: str | None = None
-    #: What the user typed (before any redirect).
-    original: str = field(default="", compare=False)
-
-    @property
-    def is_single_asset(self) -> bool:
-        return self.kind in _SINGLE_ASSET_KINDS
-
-    @property
-    def is_multi_asset(self) -> bool:
-        return self.kind in _MULTI_ASSET_KINDS
-
-
-# --------------------------------------------------------------------------------------------
-# The pattern table (order matters: the first full match wins)
-# --------------------------------------------------------------------------------------------
-
-_ID = r"(?P<dandiset_id>[0-9]{6})"
-_VERSION = r"(?P<version>draft|[0-9]+\.[0-9]+\.[0-9]+)"
-# The host part excludes whitespace so that garbage never reaches the network.
-_SERVER = r"(?P<server>https?://[^/\s]+/(?:api/)?)"
-_ASSET_ID = r"(?P<asset_id>[^?/]+)"
-_VERSIONED = rf"{_SERVER}dandisets/{_ID}/versions/{_VERSION}/assets/"
-
-
-class _Action(Enum):
-    """What to do when a pattern matches."""
-
-    INSTANCE_PREFIX = "instance-prefix"  # NAME:<id>; an unknown NAME means "no match"
-    REDIRECT_PASS = "redirect-pass"  # follow redirects; without one keep matching
-    IDENTIFIERS = "identifiers"  # identifiers.org: follow redirects, else map locally
-    SERVER = "server"  # an instance URL: look the server up
-    IGNORE = "ignore"  # listed in the help but never acted on (dandi-cli's dead branch)
-    DANDI_SCHEME = "dandi-scheme"  # dandi://NAME/...; an unknown NAME is an error
-    REDIRECT_ONLY = "redirect-only"  # any other http(s) URL: it must redirect somewhere
-
-
-@dataclass(frozen=True)
-class _Pattern:
-    regex: re.Pattern[str]
-    action: _Action
-    display: str
-
-
-_PATTERNS: tuple[_Pattern, ...] = (
-    _Pattern(
-        re.compile(rf"(?P<instance_name>[-\w.]+):{_ID}(?:/{_VERSION})?"),
-        _Action.INSTANCE_PREFIX,
-        "<INSTANCE>:<dandiset id>[/<version>]",
-    ),
-    _Pattern(
-        re.compile(r"https?://gui\.dandiarchive\.org/.*"),
-        _Action.REDIRECT_PASS,
-        "https://gui.dandiarchive.org/...",
-    ),
-    _Pattern(
-        re.compile(rf"https?://identifiers\.org/DANDI:{_ID}(?:/{_VERSION})?", re.I),
-        _Action.IDENTIFIERS,
-        "https://identifiers.org/DANDI:<dandiset id>[/<version>]",
-    ),
-    _Pattern(
-        re.compile(
-            rf"{_SERVER}(?:#/)?dandiset/{_ID}(?:/{_VERSION})?"
-            r"(?:/(?:files(?:\?location=(?P<gui_location>.*))?)?)?"
-        ),
-        _Action.SERVER,
-        "https://<server>[/api]/[#/]dandiset/<dandiset id>[/<version>][/files[?location=<path>]]",
-    ),
-    _Pattern(
-        re.compile(r"https?://[^/]*dandiarchive-org\.netlify\.app/.*"),
-        _Action.IGNORE,
-        "https://*dandiarchive-org.netlify.app/...",
-    ),
-    _Pattern(
-        re.compile(rf"{_SERVER}dandisets/{_ID}(?:/(?:versions(?:/{_VERSION})?/?)?)?"),
-        _Action.SERVER,
-        "https://<server>[/api]/dandisets/<dandiset id>[/versions[/<version>]]",
-    ),
-    _Pattern(
-        re.compile(rf"{_SERVER}assets/{_ASSET_ID}(?:/(?:download/?)?)?"),
-        _Action.SERVER,
-        "https://<server>[/api]/assets/<asset id>[/download]",
-    ),
-    _Pattern(
-        re.compile(rf"{_VERSIONED}{_ASSET_ID}(?:/(?:download/?)?)?"),
-        _Action.SERVER,
-        "https://<server>[/api]/dandisets/<dandiset id>/versions/<version>"
-        "/assets/<asset id>[/download]",
-    ),
-    _Pattern(
-        re.compile(rf"{_VERSIONED}\?path=(?P<path>[^&]+)"),
-        _Action.SERVER,
-        "https://<server>[/api]/dandisets/<dandiset id>/versions/<version>/assets/?path=<path>",
-    ),
-    _Pattern(
-        re.compile(rf"{_VERSIONED}\?glob=(?P<glob>[^&]+)"),
-        _Action.SERVER,
-        "https://<server>[/api]/dandisets/<dandiset id>/versions/<version>/assets/?glob=<glob>",
-    ),
-    _Pattern(
-        re.compile(
-            rf"dandi://(?P<instance_name>[-\w._]+)/{_ID}(?:@{_VERSION})?(?:/(?P<location>.*))?"
-        ),
-        _Action.DANDI_SCHEME,
-        "dandi://<instance name>/<dandiset id>[@<version>][/<path>]",
-    ),
-    _Pattern(re.compile(r"https?://.*"), _Action.REDIRECT_ONLY, "https://<server>/..."),
-)
-
-#: The lines of the "Accepted resource identifier patterns:" help text, in matching order.
-ACCEPTED_PATTERNS: list[str] = [p.display for p in _PATTERNS]
-#: The whole help block, as shown by ``--help`` and in :class:`UnknownURLError` messages.
-ACCEPTED_PATTERNS_HELP = "Accepted resource identifier patterns:" + "".join(
-    f"\n - {line}" for line in ACCEPTED_PATTERNS
-)
-
 _NETLIFY_PREVIEW = re.compile(r"https?://deploy-preview-.*--gui-dandiarchive-org\.netlify\.app")
 _NETLIFY_PREVIEW_SERVER = "https://sandbox.dandiarchive.org"
-
-
-def _unknown_url(url: str) -> UnknownURLError:
-    return UnknownURLError(
-        f"We do not know how to map URL {url} to our servers.\n{ACCEPTED_PATTERNS_HELP}"
-    )
-
-
-def _unknown_instance(name: str) -> UnknownURLError:
-    valid = ", ".join(sorted(known_instances()))
-    return UnknownURLError(f"Unknown instance {name!r}.  Valid instances: {valid}")
-
-
-# --------------------------------------------------------------------------------------------
-# From a match to a ParsedURL (no network)
-# --------------------------------------------------------------------------------------------
-
-
-def _location(groups: Mapping[str, str | None], glob: bool) -> str:
-    """The asset location carried by a GUI ``?location=`` or a ``dandi://`` path.
-
-    A GUI location always names a folder (a "/" is appended) unless in glob mode.
-    """
-    gui = groups.get("gui_location")
-    if gui is not None:
-        loc = unquote(gui)
-        if not loc.endswith("/") and not glob:
-            loc += "/"
-        return loc.lstrip("/")
-    raw = groups.get("location")
-    return unquote(raw).lstrip("/") if raw else ""
-
-
-def _classify(instance: Instance, groups: Mapping[str, str | None], glob: bool) -> ParsedURL:
-    """dandi-cli's decision list from a match's groups to a URL kind (spec 2.4)."""
-    dandiset_id = groups.get("dandiset_id")
-    version_id = groups.get("version")
-    common: dict[str, Any] = {
-        "instance": instance,
-        "dandiset_id": dandiset_id,
-        "version_id": version_id,
-    }
-    location = _location(groups, glob)
-    asset_id = groups.get("asset_id")
-    if location:
-        if glob:
-            kind = URLKind.GLOB
-        elif location.endswith("/"):
-            kind = URLKind.FOLDER
-        else:
-            kind = URLKind.ITEM
-        return ParsedURL(kind, path=location, **common)
-    if asset_id:
-        if dandiset_id is None:
-            return ParsedURL(URLKind.BASE_ASSET_ID, instance, asset_id=asset_id)
-        return ParsedURL(URLKind.ASSET_ID, asset_id=asset_id, **common)
-    if groups.get("path"):
-        return ParsedURL(URLKind.PREFIX, path=groups["path"], **common)
-    if groups.get("glob"):
-        return ParsedURL(URLKind.GLOB, path=groups["glob"], **common)
-    return ParsedURL(URLKind.DANDISET, **common)
-
-
-def _instance_by_name(name: str) -> Instance | None:
-    return known_instances().get(name.lower())
 
 
 def _origin_key(url: str) -> tuple[str, str, int] | None:
@@ -348,6 +140,7 @@ def clear_instance_cache() -> None:
     """Forget servers looked up so far (tests; long-running processes after a migration)."""
     with _server_cache_lock:
         _server_cache.clear()
+
 
 
 # --------------------------------------------------------------------------------------------
@@ -616,98 +409,3 @@ def parse_url(url: str, *, glob: bool = False) -> ParsedURL:
         raise box["error"]
     result: ParsedURL = box["value"]
     return result
-
-
-# --------------------------------------------------------------------------------------------
-# Local paths (spec 4.5, 4.10)
-# --------------------------------------------------------------------------------------------
-
-
-def normalize_asset_path(path: str) -> str:
-    """Posix-normalise an asset path: collapse ``./``, ``..`` and ``//``; ``.`` becomes "".
-
-    A trailing "/" survives, because it is what makes a location a folder.
-    """
-    absolute = path.startswith("/")
-    parts: list[str] = []
-    for part in path.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if parts and parts[-1] != "..":
-                parts.pop()
-            elif not absolute:
-                parts.append(part)
-            continue
-        parts.append(part)
-    result = "/".join(parts)
-    if absolute:
-        result = "/" + result
-    if path.endswith("/") and result and not result.endswith("/"):
-        result += "/"
-    return result
-
-
-def _starts_with_ci(text: str, prefix: str) -> bool:
-    """Case-insensitive ``startswith``, the way the server's path filter compares."""
-    return text[: len(prefix)].casefold() == prefix.casefold()
-
-
-def _url_dir(path: str) -> str:
-    """D of spec 4.5: the directory part of a folder/prefix URL path, no surrounding "/"."""
-    return posixpath.dirname(path.strip("/"))
-
-
-def relative_download_path(parsed: ParsedURL, asset_path: str, *, preserve_tree: bool) -> str:
-    """Where an asset lands, relative to ``<out>/<output_prefix>`` (spec 4.5).
-
-    Unlike dandi-cli, an asset whose path differs in case from the URL's directory part (the
-    server's ``path=`` filter ignores case) is stripped case-insensitively instead of
-    failing an assertion.
-    """
-    p = asset_path.lstrip("/")
-    if preserve_tree or parsed.kind in (URLKind.DANDISET, URLKind.GLOB):
-        return p
-    if parsed.is_single_asset:
-        return posixpath.basename(p)
-    d = _url_dir(parsed.path or "")
-    if d and _starts_with_ci(p, d + "/"):
-        return p[len(d) + 1 :]
-    return p
-
-
-def output_prefix(parsed: ParsedURL, *, preserve_tree: bool) -> str:
-    """The per-URL folder under the output directory: ``<id>`` or ""."""
-    if parsed.dandiset_id is None:
-        return ""
-    if parsed.kind is URLKind.DANDISET or preserve_tree:
-        return parsed.dandiset_id
-    return ""
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """The server's glob: anchored, case-insensitive, only ``*`` is special (crossing "/")."""
-    return re.compile(".*".join(re.escape(s) for s in pattern.split("*")), re.I | re.S)
-
-
-def in_download_area(parsed: ParsedURL, rel_path: str, *, preserve_tree: bool = False) -> bool:
-    """Could an asset selected by ``parsed`` be downloaded to ``rel_path``? (sync, spec 4.10)
-
-    ``rel_path`` is relative to ``<out>/<output_prefix>``. This implements what dandi-cli's
-    documentation intends for nested folder/prefix URLs: for ``foo/bar/`` the files land
-    under ``bar/``, so only ``bar/...`` is in the area (dandi-cli tested ``foo/``). Matching
-    ignores case, as the server's filters do. Single-asset URLs own no area.
-    """
-    rel = rel_path.lstrip("/")
-    if parsed.kind is URLKind.DANDISET:
-        return True
-    if parsed.is_single_asset or not parsed.path:
-        return False
-    if parsed.kind is URLKind.GLOB:
-        return _glob_regex(parsed.path).fullmatch(rel) is not None
-    u = parsed.path.lstrip("/")
-    if not preserve_tree:
-        d = _url_dir(u)
-        if d:
-            u = u[len(d) + 1 :]
-    return _starts_with_ci(rel, u)
