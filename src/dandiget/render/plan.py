@@ -1,0 +1,69 @@
+"""``--dry-run`` for people: the plan, one line per file as it is decided, then totals.
+
+A progress table would show rows at 0 % that never move; a plan says what a real run would
+download, skip, delete or refuse, and why.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from rich.console import Console
+from rich.text import Text
+
+from ..events import Event, Failed, Planned, Skipped
+from ..humanize import naturalsize
+from ..report import DownloadReport
+from .text import final_lines, one_line
+
+STYLE = {"download": "green", "skip": "dim", "delete": "red", "error": "bold red"}
+#: Reasons not worth a word: a new file is what "download" means.
+QUIET_REASONS = {"new", "metadata"}
+
+
+def plan_line(action: str, path: str, size: int | None, reason: str) -> str:
+    """``download 000001/a.txt (12 Bytes)``: the action padded to 8, the path, details."""
+    details = [] if size is None else [naturalsize(size)]
+    if reason and reason not in QUIET_REASONS:
+        details.append(reason)
+    return f"{action:8} {path}" + (f" ({', '.join(details)})" if details else "")
+
+
+def plan_totals(report: DownloadReport) -> str:
+    """``Plan: 7 files to download (74.9 MB, 27 Zarr entries), 1 to skip, 0 to delete, ...``."""
+    n = report.count("would-download")
+    what = f"{n} file{'' if n == 1 else 's'} to download ({naturalsize(report.bytes_downloaded)}"
+    entries = report.zarr_entries_downloaded
+    if entries:
+        what += f", {entries} Zarr entr{'y' if entries == 1 else 'ies'}"
+    errors = len(report.errors)
+    return (f"Plan: {what}), {report.count('would-skip')} to skip, "
+            f"{report.count('would-delete')} to delete, {errors} error{'' if errors == 1 else 's'}")
+
+
+class PlanRenderer:
+    def __init__(self, out: IO[str]):
+        self.console = Console(file=out, soft_wrap=True, highlight=False)
+
+    def start(self) -> None:
+        pass
+
+    def _print(self, action: str, path: str, size: int | None, reason: str) -> None:
+        self.console.print(Text(plan_line(action, path, size, reason),
+                                style=STYLE.get(action, "")))
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Planned):
+            self._print(event.action, event.path, event.size, event.reason)
+        elif isinstance(event, Skipped):  # dandiset.yaml decides without a Planned event
+            self._print("skip", event.path, None, event.reason)
+        elif isinstance(event, Failed):
+            self._print("error", event.path, None, one_line(event.message))
+
+    def finish(self, report: DownloadReport | None, error: BaseException | None) -> None:
+        summary = plan_totals(report) if report is not None else None
+        lines = final_lines(report, error, summary=summary)
+        if lines and lines[-1] == summary:
+            lines.append("Nothing was written (--dry-run).")
+        for line in lines:
+            self.console.print(Text(line))
