@@ -45,6 +45,7 @@ from ..events import (
     ZarrUpdate,
 )
 from ..report import DownloadReport
+from .text import is_interruption
 
 SCHEMA = "dandiget.event/1"
 
@@ -100,7 +101,10 @@ class JsonRenderer:
         if error is not None and not isinstance(error, DownloadFailed):
             d["ok"] = False
             name = type(error).__name__
-            d["fatal"] = f"{name}: {error}" if str(error) else name
+            if is_interruption(error):  # Ctrl-C reaches the engine as a cancellation
+                d["fatal"] = "KeyboardInterrupt: interrupted"
+            else:
+                d["fatal"] = f"{name}: {error}" if str(error) else name
         elif report is None:
             d["ok"] = False
         self.out.write(json.dumps(d) + "\n")
