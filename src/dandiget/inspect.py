@@ -205,8 +205,14 @@ def _verify_offline(root: Path) -> Findings:
         else:
             found.ok.append(zarr)
     known = set(blobs) | set(zarr_missing) | set(found.missing)
-    found.extra.extend(rel for rel in find_local_assets(root) if rel not in known)
+    found.extra.extend(rel for rel in find_local_assets(root) if rel not in known
+                       and not _is_dandiset_yaml(rel))
     return found
+
+
+def _is_dandiset_yaml(rel: str) -> bool:
+    """``dandiset.yaml`` of the folder checked, or of a dandiset folder in it (not an asset)."""
+    return rel == "dandiset.yaml" or (rel.count("/") == 1 and rel.endswith("/dandiset.yaml"))
 
 
 def status(url: str, output_dir: str | Path) -> Findings:
