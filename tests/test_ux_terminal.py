@@ -126,7 +126,7 @@ def test_dry_run_shows_a_plan(text_archive, tmp_path) -> None:
     assert "download 000001/subdir1/apple.txt (6 Bytes)" in lines
     assert "skip     000001/subdir2/banana.txt (7 Bytes, already downloaded)" in lines
     assert "delete   000001/old.txt" in lines
-    assert lines[-2:] == ["Plan: 1 file to download (6 Bytes), 4 to skip, 1 to delete, 0 errors",
+    assert lines[-2:] == ["Plan: download 1 file (6 Bytes), skip 4, delete 1, 0 errors",
                           "Nothing was written (--dry-run)."]
     assert "PATH" not in text and "updating" not in text and "%" not in text
     assert not (tmp_path / "000001" / "subdir1" / "apple.txt").exists()

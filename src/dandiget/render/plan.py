@@ -30,27 +30,29 @@ def plan_line(action: str, path: str, size: int | None, reason: str) -> str:
 
 
 def plan_totals(report: DownloadReport) -> str:
-    """``Plan: 7 files to download (74.9 MB, 27 Zarr entries), 1 to skip, 0 to delete, ...``."""
+    """``Plan: download 7 files (74.9 MB, 27 Zarr entries), skip 1, delete 0, 0 errors``."""
     n = report.count("would-download")
-    what = f"{n} file{'' if n == 1 else 's'} to download ({naturalsize(report.bytes_downloaded)}"
+    what = f"download {n} file{'' if n == 1 else 's'} ({naturalsize(report.bytes_downloaded)}"
     entries = report.zarr_entries_downloaded
     if entries:
         what += f", {entries} Zarr entr{'y' if entries == 1 else 'ies'}"
     errors = len(report.errors)
-    return (f"Plan: {what}), {report.count('would-skip')} to skip, "
-            f"{report.count('would-delete')} to delete, {errors} error{'' if errors == 1 else 's'}")
+    return (f"Plan: {what}), skip {report.count('would-skip')}, "
+            f"delete {report.count('would-delete')}, {errors} error{'' if errors == 1 else 's'}")
 
 
 class PlanRenderer:
     def __init__(self, out: IO[str]):
-        self.console = Console(file=out, soft_wrap=True, highlight=False)
+        self.console = Console(file=out, highlight=False)
+        # a terminal wraps long lines at word boundaries; a pipe gets them whole
+        self.soft_wrap = not self.console.is_terminal
 
     def start(self) -> None:
         pass
 
     def _print(self, action: str, path: str, size: int | None, reason: str) -> None:
         self.console.print(Text(plan_line(action, path, size, reason),
-                                style=STYLE.get(action, "")))
+                                style=STYLE.get(action, "")), soft_wrap=self.soft_wrap)
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Planned):
@@ -66,4 +68,4 @@ class PlanRenderer:
         if lines and lines[-1] == summary:
             lines.append("Nothing was written (--dry-run).")
         for line in lines:
-            self.console.print(Text(line))
+            self.console.print(Text(line), soft_wrap=self.soft_wrap)

@@ -119,10 +119,12 @@ def _terminal_log_handlers() -> list[logging.StreamHandler[Any]]:
 
 
 def _eta(seconds: float) -> str:
-    if seconds < 1:
+    if seconds < 2:
         return "a second"
     if seconds < 60:
         return f"{int(seconds)} seconds"
+    if seconds < 120:
+        return "a minute"
     if seconds < 3600:
         return f"{int(seconds // 60)} minutes"
     return f"{seconds / 3600:.1f} hours"

@@ -33,6 +33,8 @@ def shorten_middle(path: str, width: int) -> str:
     name = path[path.rfind("/") + 1:]
     if len(name) + 1 <= budget:  # the whole name and "/" fit: cut among the folders
         head = min(budget // 3, budget - len(name) - 1)
+        if head < 6:  # "00…/name" says less than the end of the folder: "…-01/name"
+            head = 0
         return path[:head] + "…" + path[len(path) - (budget - head):]
     tail = budget // 3
     return name[:budget - tail] + "…" + name[len(name) - tail:]
