@@ -67,10 +67,17 @@ def test_failures_beyond_fifty_say_where_the_rest_are(archive_factory, tmp_path)
 
 def test_log_lines_print_above_the_live_display(archive_factory, tmp_path) -> None:
     """A warning during the run (a corrupt transfer, retried) must not tear the display."""
-    archive = archive_factory(many_files(3))
-    archive.inject(r"/blobs/", host="content", corrupt=True, times=1)
-    code, lines = run_in_terminal("download", f"{archive.api_url}/dandisets/000001/", "-o",
-                                  str(tmp_path))
+    spec = many_files(2)
+    spec.dandisets[0].assets.append(BlobSpec("slow.bin", size=64 * 1024, seed=4))
+    archive = archive_factory(spec)
+    slow = archive.asset("000001", "slow.bin").content_url.split("://", 1)[1].split("/", 1)[1]
+    archive.inject(re.escape(slow), host="content", corrupt=True, times=1)
+    archive.inject(re.escape(slow), host="content", rate=64 * 1024)
+    term = Terminal(["download", f"{archive.api_url}/dandisets/000001/", "-o", str(tmp_path)])
+    term.wait_for(lambda t: any(s.startswith("PATH ") for s in t.lines()))
+    assert b"WARNING" not in term.raw  # the table is on screen before the warning comes
+    code = term.wait()
+    lines = term.lines()
     text = "\n".join(lines)
     assert code == 0, text
     headers = [i for i, s in enumerate(lines) if s.startswith("PATH ")]
