@@ -269,3 +269,18 @@ def test_numeric_log_levels(text_archive, tmp_path: Path) -> None:
     assert r.returncode == 0 and "HTTP 503" in r.stderr
     r = run_cli("-l", "loud", "download", url)
     assert r.returncode == 2 and "'loud' is not a log level" in r.stderr
+
+
+def test_zarr_failure_names_the_entry(archive_factory, tmp_path) -> None:
+    archive = archive_factory(zarr_spec())
+    url = f"{archive.api_url}/dandisets/000001/"
+    assert run_cli("download", url, "-o", str(tmp_path), "-f", "plain").returncode == 0
+    shutil.rmtree(tmp_path / ".dandiget")
+    r = run_cli("download", url, "-o", str(tmp_path), "-f", "plain")
+    assert r.returncode == 1
+    out = r.stdout.splitlines()
+    listed = out[out.index("2 files failed:") + 1:][:2]
+    assert "  000001/one.txt: already exists" in listed
+    zarr = next(s for s in listed if "s.zarr" in s)
+    assert re.fullmatch(r"  000001/s\.zarr: already exists \((\.zgroup|a/\.zarray|a/0|a/1)\)",
+                        zarr), zarr

@@ -60,7 +60,7 @@ class PlanRenderer:
         elif isinstance(event, Skipped):  # dandiset.yaml decides without a Planned event
             self._print("skip", event.path, None, event.reason)
         elif isinstance(event, Failed):
-            self._print("error", event.path, None, one_line(event.message))
+            self._print("error", event.path, None, one_line(event.message, event.path))
 
     def finish(self, report: DownloadReport | None, error: BaseException | None) -> None:
         summary = plan_totals(report) if report is not None else None

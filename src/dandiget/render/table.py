@@ -224,7 +224,7 @@ class TableRenderer:
                 self._finish_row(p, row, "skipped")
             elif isinstance(event, Failed):
                 row = self._row(p)
-                row["message"] = one_line(event.message)
+                row["message"] = one_line(event.message, p)
                 self.bytes_failed += max(0, (row.get("size") or 0) - (row.get("done") or 0))
                 if event.checksum_differs:
                     row["checksum"] = "differs"

@@ -40,14 +40,18 @@ def shorten_middle(path: str, width: int) -> str:
     return name[:budget - tail] + "…" + name[len(name) - tail:]
 
 
-def one_line(message: str) -> str:
-    """The first line of a message, with our own "File '<abs path>' already exists" shortened
-    (the row already names the file)."""
+def one_line(message: str, path: str | None = None) -> str:
+    """The first line of a message. Our own "File '<absolute path>' already exists" is
+    shortened: the row (``path``) already names the file; inside a Zarr, the entry stays."""
     line = message.strip().splitlines()[0] if message.strip() else ""
     m = _EXISTS.match(line)
-    if m:
-        return "already exists" + m.group("rest")
-    return line
+    if m is None:
+        return line
+    where = m.group("path")
+    inner = where.split(f"{path}/", 1)[1] if path and f"{path}/" in where else ""
+    if path is not None and not inner and not where.endswith(path):
+        return line  # about some other file: keep it whole
+    return "already exists" + (f" ({inner})" if inner else "") + m.group("rest")
 
 
 def is_interruption(error: BaseException | None) -> bool:
@@ -75,7 +79,7 @@ def final_lines(report: DownloadReport | None, error: BaseException | None,
         n = len(failures)
         lines.append(f"{n} file{'' if n == 1 else 's'} failed:")
         for o in failures[:limit]:
-            lines.append(f"  {o.path}: {one_line(o.message) or 'failed'}")
+            lines.append(f"  {o.path}: {one_line(o.message, o.path) or 'failed'}")
         if n > limit:
             lines.append(f"  ... and {n - limit} more: the report lists them all "
                          "(`-f json`: error_list in the last line; Python: report.errors)")
