@@ -132,3 +132,34 @@ def test_interrupted_zarr_resumes_under_error(archive_factory, tmp_path: Path) -
     # and the finished Zarr is skipped whole on the next run, still under -e error
     code, events = rerun(url, tmp_path)
     assert code == 0 and "000001/s.zarr" in by_event(events, "skipped")
+
+
+def test_interrupted_while_a_file_is_renamed_into_place(text_archive, tmp_path: Path) -> None:
+    """Ctrl-C can land while a verified file is being renamed into place (in a thread that
+    finishes anyway): the file must be recorded too, or the rerun calls it foreign."""
+    import asyncio
+
+    import pytest
+
+    from dandiget.download import adownload
+    from dandiget.events import Event, Message
+
+    url = f"{text_archive.api_url}/dandisets/000001/"
+    target = "000001/subdir2/banana.txt"
+
+    def cancel_at_commit(event: Event) -> None:
+        if isinstance(event, Message) and event.path == target and \
+                event.status == "setting mtime":
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()  # delivered at the next await: the rename is already under way
+
+    async def interrupted() -> None:
+        await adownload(url, tmp_path, quiet=True, jobs=1, listeners=[cancel_at_commit])
+
+    with pytest.raises(asyncio.CancelledError):
+        asyncio.run(interrupted())
+    assert (tmp_path / target).read_bytes() == b"Banana\n"
+    code, events = rerun(url, tmp_path)
+    assert code == 0, events[-1]
+    assert by_event(events, "skipped")[target]["reason"] == "already downloaded"
