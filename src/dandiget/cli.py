@@ -40,7 +40,10 @@ class LogLevel(click.ParamType):
 def _setup_logging(level: int) -> None:
     logging.basicConfig(
         level=level,
-        format="%(asctime)s [%(levelname)-8s] %(name)s %(process)d:%(thread)d %(message)s",
+        # dandi-cli's console format: at 80 columns, process and thread ids only crowd out
+        # the message (-l DEBUG keeps the logger name, which says which library spoke)
+        format=("%(asctime)s [%(levelname)-8s] %(name)s %(message)s" if level <= logging.DEBUG
+                else "%(asctime)s [%(levelname)-8s] %(message)s"),
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )

@@ -47,8 +47,8 @@ from ..report import DownloadReport
 from .text import final_lines, one_line, shorten_middle
 
 COLUMNS = ("PATH", "SIZE", "DONE", "DONE%", "CHECKSUM", "STATUS", "MESSAGE")
-#: Fixed widths: sizes as naturalsize writes them ("999 Bytes", "300.0 kB"), "downloading".
-WIDTHS = {"SIZE": 9, "DONE": 9, "DONE%": 5, "CHECKSUM": 8, "STATUS": 11}
+#: Fixed widths: sizes as naturalsize writes them ("999 Bytes", "300.0 kB"), "setting mtime".
+WIDTHS = {"SIZE": 9, "DONE": 9, "DONE%": 5, "CHECKSUM": 8, "STATUS": 13}
 #: Below this many terminal columns, DONE and CHECKSUM give their room to the path (DONE%
 #: shows progress; a checksum that differs is an error with its message).
 WIDE = 100
