@@ -46,6 +46,7 @@ def test_every_failure_is_listed_after_the_live_display(archive_factory, tmp_pat
     assert sorted(listed) == sorted(f"  000001/{LONG.format(i)}: already exists"
                                     for i in range(1, 11))
     assert "0 files downloaded (0 Bytes), 1 skipped, 10 errors" in text  # dandiset.yaml
+    assert "choose skip, refresh or overwrite-different" in " ".join(lines)  # what to do
     assert lines[-1] == "Error: Encountered 10 errors while downloading."
 
 

@@ -85,9 +85,9 @@ def final_lines(report: DownloadReport | None, error: BaseException | None,
                          "(`-f json`: error_list in the last line; Python: report.errors)")
         if any(_EXISTS.match(o.message.strip()) or o.message == "already exists"
                for o in failures):
-            lines.append("Files that already exist are not touched with --existing error "
-                         "(the default); choose skip, refresh or overwrite-different to "
-                         "keep, update or compare them.")
+            lines.append("Existing files dandiget did not download (or that changed since) are "
+                         "left alone under --existing error, the default: choose skip, "
+                         "refresh or overwrite-different.")
     if fatal:
         if not report.outcomes:
             return lines
