@@ -144,8 +144,8 @@ def check_decide(
         return
     trusted = vouches(loc, remote, rec)
     if mode is DownloadExisting.ERROR:
-        # refuses unless the record vouches; never touches the file
-        assert d.action is Action.ERROR or (trusted and d.action is Action.SKIP)
+        # only dandiget's own verified, unchanged file is not an error; never touches it
+        assert d.action is (Action.SKIP if trusted else Action.ERROR)
     if mode is DownloadExisting.SKIP:
         assert d.action is Action.SKIP
     if mode is DownloadExisting.OVERWRITE:

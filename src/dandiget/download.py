@@ -5,6 +5,11 @@ Switching is one word: ``from dandi.download import download`` becomes
 deliberate differences: ``download()`` returns a :class:`~dandiget.report.DownloadReport`
 instead of None (it still raises when anything failed), and ``jobs`` defaults to 6 as on the
 command line (dandi-cli's Python default of 1 was slower for no reason).
+
+``quiet=True`` prints nothing, for library code where the report is the output. It is not
+the default: ``download()`` is a drop-in for dandi-cli's, which always shows its progress
+table, and scripts and notebooks that switch by one import should still see their
+download happen. Logging is unaffected (logger ``dandiget``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import sys
 import threading
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
@@ -116,7 +122,8 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                     dry_run: bool = False, zarr: Sequence[str] = (),
                     listeners: Sequence[Listener] = (),
                     config: TransferConfig | None = None,
-                    ignore_free_space: bool = False) -> DownloadReport:
+                    ignore_free_space: bool = False,
+                    quiet: bool = False) -> DownloadReport:
     """The async twin of :func:`download`, for code that already runs an event loop."""
     from .render import make_renderer
 
@@ -127,7 +134,8 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                          dry_run=dry_run, fail_fast=fmt is DownloadFormat.DEBUG,
                          zarr_filters=zarr, config=config,
                          ignore_free_space=ignore_free_space)
-    renderer = make_renderer(fmt.value)
+    renderer = make_renderer(fmt.value, dry_run=dry_run, quiet=quiet)
+    opts.prompt = _sync_prompt(renderer, opts.prompt)
     engine = Engine(opts, [renderer, *listeners])
     renderer.start()
     try:
@@ -137,6 +145,28 @@ async def adownload(urls: Any, output_dir: str | Path, *,
         raise
     renderer.finish(report, None)
     return report
+
+
+def _sync_prompt(renderer: object, ask: Any) -> Any:
+    """``--sync ask``'s question, asked after the live display stopped (a question under a
+    redrawing table cannot be read), and a word on what happened when nobody answered."""
+    from .engine import _stdin_prompt
+
+    ask = ask or _stdin_prompt
+
+    def prompt(question: str) -> str | None:
+        suspend = getattr(renderer, "suspend", None)
+        if suspend is not None:
+            suspend()
+        answer: str | None = ask(question)
+        if answer is None:
+            why = "" if sys.stdin.isatty() else " (stdin is not a terminal)"
+            log.warning("Nothing was deleted: no answer to %r%s. To delete without asking, "
+                        "use --sync do (sync='do' in Python).", question.split("?")[0] + "?",
+                        why)
+        return answer
+
+    return prompt
 
 
 def download(urls: Any, output_dir: str | Path, *,
@@ -150,18 +180,36 @@ def download(urls: Any, output_dir: str | Path, *,
              dry_run: bool = False, zarr: Sequence[str] = (),
              listeners: Sequence[Listener] = (),
              config: TransferConfig | None = None,
-             ignore_free_space: bool = False) -> DownloadReport:
+             ignore_free_space: bool = False,
+             quiet: bool = False) -> DownloadReport:
     """Download DANDI URLs into ``output_dir``; dandi-cli's ``download()`` with a report.
 
     Raises ``DownloadFailed`` (a ``RuntimeError``, message "Encountered N error(s) while
     downloading.") when any file failed; its ``report`` attribute lists every outcome.
     ``dry_run`` plans without writing; ``zarr`` takes ``--zarr`` filters; ``listeners``
-    receive every engine event; ``config`` tunes connections, part sizes and retries.
+    receive every engine event; ``config`` tunes connections, part sizes and retries;
+    ``quiet`` prints nothing (the returned report is the output).
     Too little free space for what is about to be written raises ``NotEnoughSpace`` before
     the first byte, unless ``ignore_free_space``.
+
+    Against the built-in test archive (no network)::
+
+        >>> import tempfile
+        >>> from dandiget.testing import TestArchive, text_spec
+        >>> with TestArchive(text_spec()) as archive, tempfile.TemporaryDirectory() as out:
+        ...     url = f"{archive.api_url}/dandisets/000001/"
+        ...     report = download(url, out, quiet=True)
+        ...     again = download(url, out, existing="refresh", quiet=True)
+        >>> report
+        DownloadReport(ok=True, downloaded=5, skipped=0, failed=0, deleted=0, bytes_downloaded=..., duration=...s)
+        >>> again.summary()
+        '0 files downloaded (0 Bytes), 5 skipped, 0 errors in ... s'
+        >>> [o.path for o in report.outcomes if o.status == "downloaded"][:2]
+        ['000001/dandiset.yaml', '000001/...']
     """
     return run_coroutine(adownload(
         urls, output_dir, format=format, existing=existing, jobs=jobs,
         jobs_per_zarr=jobs_per_zarr, get_metadata=get_metadata, get_assets=get_assets,
         preserve_tree=preserve_tree, sync=sync, path_type=path_type, dry_run=dry_run,
-        zarr=zarr, listeners=listeners, config=config, ignore_free_space=ignore_free_space))
+        zarr=zarr, listeners=listeners, config=config, ignore_free_space=ignore_free_space,
+        quiet=quiet))

@@ -568,18 +568,22 @@ class Engine:
                                                      meter)
             self.emit(Verified(rec, "ok"))
             self.emit(Message(rec, status="setting mtime"))
-            await asyncio.to_thread(write_verified, temp, target, data,
-                                    to_ns(mtime) if mtime is not None else None)
+            commit = asyncio.to_thread(write_verified, temp, target, data,
+                                       to_ns(mtime) if mtime is not None else None)
         else:
             await self.transferer.fetch(source, temp, asset.size, ("dandi-etag", etag), meter)
             self.emit(Verified(rec, "ok"))
             self.emit(Message(rec, status="setting mtime"))
-            await asyncio.to_thread(commit_file, temp, target, mtime,
-                                    sync=asset.size >= FSYNC_THRESHOLD)
+            commit = asyncio.to_thread(commit_file, temp, target, mtime,
+                                       sync=asset.size >= FSYNC_THRESHOLD)
+        interrupted = await _to_the_end(commit)
+        if asset.size > SMALL_OBJECT:
             discard(temp)  # the part journal, if any
         stat = LocalStat.of(target)
         if stat is not None:
             self.remember(rec, stat, "dandi-etag", etag, asset.asset_id)
+        if interrupted:  # recorded first: the rerun knows this file is ours (-e error)
+            raise asyncio.CancelledError
         self.report.files_downloaded += 1
         self.report.bytes_downloaded += asset.size
         self.emit(Done(rec, asset.size))
@@ -718,6 +722,21 @@ async def _location(resp: aiohttp.ClientResponse) -> str:
         raise HTTPError(f"HTTP {resp.status} without a Location from {display_url(str(resp.url))}",
                         status=resp.status, url=display_url(str(resp.url)))
     return urljoin(str(resp.url), loc)
+
+
+async def _to_the_end(work: Any) -> bool:
+    """Await ``work`` (a rename into place, in a thread that finishes anyway) even when the
+    caller is cancelled meanwhile; True when it was, so the caller records the file before
+    it re-raises."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if task.cancelled() or task.exception() is not None:
+            raise  # the rename did not happen: nothing to record, stop all the same
+        return True
+    return False
 
 
 def _stdin_prompt(question: str) -> str | None:

@@ -188,7 +188,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
     if state is not None:
         if (not partial and opts.existing in (DownloadExisting.REFRESH,
                                               DownloadExisting.OVERWRITE_DIFFERENT,
-                                              DownloadExisting.SKIP)
+                                              DownloadExisting.SKIP, DownloadExisting.ERROR)
                 and asset.zarr_checksum and target.is_dir()):
             zrow = await asyncio.to_thread(state.get_zarr, rec)
             unchanged = False
@@ -317,7 +317,8 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
     if opts.dry_run:
         action = "download" if would_download else "skip"
         engine.emit(Planned(rec, action, would_bytes,
-                            f"{would_download} entries to download, {tracker.skipped} skipped",
+                            f"{would_download} entr{'y' if would_download == 1 else 'ies'} to "
+                            f"download, {tracker.skipped} skipped",
                             kind="zarr"))
         engine.report.files_downloaded += would_download
         engine.report.bytes_downloaded += would_bytes
