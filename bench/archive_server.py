@@ -1,6 +1,7 @@
 """Run the test archive's API in its own process, with content served by another server.
 
     python bench/archive_server.py --kind full --cache DIR --content-base http://127.0.0.1:PORT
+                                   [--api-cost s3like]
 
 Builds the corpus spec (``corpus.py``), materialises the bucket once under
 ``DIR/corpus-<kind>-<hash>/`` (reused by later runs while the spec and the generator code are
@@ -30,6 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import corpus
+from api_latency import ApiCost, ApiLatency
 
 
 def expected_manifest(archive: object, spec: object) -> dict:
@@ -149,6 +151,8 @@ def main() -> int:
     ap.add_argument("--content-base", default=None,
                     help="URL of the server over the materialised corpus (default: the "
                          "archive's own content host)")
+    ap.add_argument("--api-cost", choices=("none", "s3like"), default="none",
+                    help="add the real API's latency to every API answer (api_latency.py)")
     ap.add_argument("--prepare-only", action="store_true",
                     help="materialise the corpus, print its location and exit")
     args = ap.parse_args()
@@ -158,6 +162,10 @@ def main() -> int:
     spec = corpus.build_spec(args.kind)
     archive = TestArchive(spec, content_base_url=args.content_base)
     root = prepare_corpus(args.kind, args.cache, archive, spec)
+    if args.api_cost != "none":
+        counts = {ds.identifier: len(ds.assets) for ds in spec.dandisets}
+        # Before start(): the API host takes the archive's fault set when it starts.
+        archive.faults = ApiLatency(ApiCost(), lambda did, _version: counts.get(did, 0))
     if args.prepare_only:
         print(json.dumps({"corpus": str(root), "expected": str(root / "expected.json")}),
               flush=True)

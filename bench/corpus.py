@@ -27,16 +27,18 @@ class Sizes:
     zarr_count: int
     zarr_entry_size: int
     plan_count: int
+    zarr_small_count: int  # the Zarr dandi-cli is compared on (3 runs must fit in minutes)
 
 
 FULL = Sizes(big_size=2 * GiB, files_count=1000, files_size=MiB, zarr_count=50_000,
-             zarr_entry_size=16 * 1024, plan_count=100_000)
+             zarr_entry_size=16 * 1024, plan_count=100_000, zarr_small_count=5_000)
 SMOKE = Sizes(big_size=8 * MiB, files_count=20, files_size=64 * 1024, zarr_count=200,
-              zarr_entry_size=16 * 1024, plan_count=1000)
+              zarr_entry_size=16 * 1024, plan_count=1000, zarr_small_count=60)
 KINDS = {"full": FULL, "smoke": SMOKE}
 
 #: dataset name -> dandiset identifier
-DANDISETS = {"big": "000001", "files": "000002", "zarr": "000003", "plan": "000004"}
+DANDISETS = {"big": "000001", "files": "000002", "zarr": "000003", "plan": "000004",
+             "zarr-small": "000005"}
 BIG_PATH = "sub-01/sub-01_ses-01_ecephys.nwb"
 ZARR_PATH = "sub-01/sub-01_ses-01_image.ome.zarr"
 
@@ -62,6 +64,9 @@ def build_spec(kind: str) -> Any:
                      generated=(s.zarr_count, s.zarr_entry_size, 7))]),
         DandisetSpec.generated(DANDISETS["plan"], s.plan_count, 1024, seed=5,
                                name="Benchmark: many assets (listing)"),
+        DandisetSpec(identifier=DANDISETS["zarr-small"], name="Benchmark: a smaller Zarr",
+                     assets=[ZarrSpec(ZARR_PATH, {".zgroup": b'{\n    "zarr_format": 2\n}'},
+                                      generated=(s.zarr_small_count, s.zarr_entry_size, 11))]),
     ])
 
 

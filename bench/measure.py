@@ -6,7 +6,9 @@ of that sum is the tree's peak RSS. GNU time (``/usr/bin/time -f %M``) wraps the
 when installed: its exact peak RSS of the tool process is a floor for that (the harness's
 own ``ru_maxrss`` for the child is useless: Linux records the forked copy of the harness
 at exec). CPU time is ``ru_utime + ru_stime`` from ``wait4``: the tool and every
-descendant it waited for. On timeout the group gets SIGTERM, then SIGKILL.
+descendant it waited for. On timeout the group gets SIGTERM, then SIGKILL; the same when
+``stop_when()`` (polled every ``interval``) returns true: the moment it did is ``event``
+(time to first file: the run is stopped once it has shown what is measured).
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from servers import REGISTRY
 
@@ -32,6 +36,7 @@ class Measurement:
     cpu: float
     peak_rss: int  # bytes
     timed_out: bool
+    event: float | None = None  # seconds from start until stop_when() held
 
 
 def _group_rss(pgid: int) -> int:
@@ -50,8 +55,25 @@ def _group_rss(pgid: int) -> int:
     return total
 
 
+def _stop_group(pid: int) -> tuple[int, Any]:
+    """SIGTERM the group, SIGKILL it after 10 s; the leader's wait status and rusage."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline:
+        wpid, st, ru = os.wait4(pid, os.WNOHANG)
+        if wpid == pid:
+            return st, ru
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    _, st, ru = os.wait4(pid, 0)
+    return st, ru
+
+
 def run_measured(cmd: list[str], *, env: dict[str, str], cwd: Path, stdout: Path,
-                 stderr: Path, timeout: float, interval: float = 0.05) -> Measurement:
+                 stderr: Path, timeout: float, interval: float = 0.05,
+                 stop_when: Callable[[], bool] | None = None) -> Measurement:
     rss_file = stderr.with_suffix(".maxrss")
     if GNU_TIME.exists():
         cmd = [str(GNU_TIME), "-f", "%M", "-o", str(rss_file), *cmd]
@@ -62,6 +84,7 @@ def run_measured(cmd: list[str], *, env: dict[str, str], cwd: Path, stdout: Path
     pid = proc.pid
     peak = 0
     timed_out = False
+    event: float | None = None
     status = None
     rusage = None
     try:
@@ -71,21 +94,13 @@ def run_measured(cmd: list[str], *, env: dict[str, str], cwd: Path, stdout: Path
                 status, rusage = st, ru
                 break
             peak = max(peak, _group_rss(pid))
+            if stop_when is not None and stop_when():
+                event = time.perf_counter() - t0
+                status, rusage = _stop_group(pid)
+                break
             if time.perf_counter() - t0 > timeout:
                 timed_out = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGTERM)
-                deadline = time.perf_counter() + 10
-                while time.perf_counter() < deadline:
-                    wpid, st, ru = os.wait4(pid, os.WNOHANG)
-                    if wpid == pid:
-                        status, rusage = st, ru
-                        break
-                    time.sleep(0.1)
-                if status is None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(pid, signal.SIGKILL)
-                    _, status, rusage = os.wait4(pid, 0)
+                status, rusage = _stop_group(pid)
                 break
             time.sleep(interval)
         wall = time.perf_counter() - t0
@@ -103,9 +118,10 @@ def run_measured(cmd: list[str], *, env: dict[str, str], cwd: Path, stdout: Path
     except (OSError, ValueError, IndexError):
         pass
     return Measurement(
-        returncode=None if timed_out else proc.returncode,
+        returncode=None if timed_out or event is not None else proc.returncode,
         wall=wall,
         cpu=rusage.ru_utime + rusage.ru_stime,
         peak_rss=peak,
         timed_out=timed_out,
+        event=event,
     )

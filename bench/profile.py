@@ -83,7 +83,8 @@ def main() -> int:
         prepared = json.loads(prep.stdout.decode().strip().splitlines()[-1])
         expected = json.loads(Path(prepared["expected"]).read_text())
         nginx = start_nginx(Path(prepared["corpus"]), args.profile)
-        archive = start_archive(kind, args.cache, nginx.url, args.out / "archive.log")
+        archive = start_archive(kind, args.cache, nginx.url, args.out / "archive.log",
+                                api_cost="s3like" if args.profile == "s3like" else "none")
         did = corpus.DANDISETS[SCEN_DATASET[args.scenario]]
         work = REGISTRY.tempdir("dandiget-bench-profile-")
         dl = T.Dandiget(T.dandiget_binary())

@@ -1,28 +1,53 @@
-"""Aggregate runs into medians and spreads, compare tools, judge the targets, write markdown."""
+"""Aggregate runs into medians and spreads, compare tools, judge the targets, write markdown.
+
+A verdict is given only when dandiget and the reference tool each have at least
+``meta["min_runs"]`` (3) verified runs in that scenario and profile, on the full corpus; a
+run stopped at the time cap counts as no run (nothing is extrapolated).
+"""
 
 from __future__ import annotations
 
 import statistics
+from dataclasses import dataclass
 from typing import Any
 
 MB = 1e6
-
-#: (scenario, profile or None for every profile run, reference kind, minimum ratio)
-TARGETS: list[tuple[str, str | None, str, float]] = [
-    ("big", "s3like", "dandi-cli", 10.0),
-    ("big", "s3like", "aria2c", 0.8),
-    ("big", "loopback", "dandi-cli", 1.5),
-    ("files", None, "dandi-cli", 5.0),
-    ("zarr", None, "dandi-cli", 10.0),
-    ("zarr", None, "curl", 0.5),
-    ("noop-files-refresh", None, "dandi-cli", 20.0),
-    ("noop-files-overwrite-different", None, "dandi-cli", 20.0),
-    ("noop-zarr-refresh", None, "dandi-cli", 20.0),
-    ("noop-zarr-overwrite-different", None, "dandi-cli", 20.0),
-]
-RSS_LIMIT = 200 * MB
+GiB = float(1 << 30)
 GE = "\u2265"
 DASH = "\u2013"
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str
+    scenario: str
+    profile: str | None  # None: wherever the scenario ran
+    reference: str | None  # first word of a tool's name, "dandi-cli" (any -J); None: absolute
+    threshold: float  # minimum ratio (reference's time / dandiget's), or maximum seconds
+
+
+#: The targets of issue 15, in its order.
+TARGETS: list[Target] = [
+    Target("1,000 x 1 MiB, loopback: \u22650.8x curl --parallel", "files", "loopback", "curl",
+           0.8),
+    Target("1,000 x 1 MiB, s3like, dandiget without -J: \u22650.8x curl --parallel", "files",
+           "s3like", "curl", 0.8),
+    Target("Zarr 50,000 x 16 KiB, output on disk: \u22650.9x curl --parallel", "zarr",
+           "loopback", "curl", 0.9),
+    Target("Zarr 50,000 x 16 KiB, output on tmpfs: \u22650.9x curl --parallel", "zarr-tmpfs",
+           "loopback", "curl", 0.9),
+    Target("2 GiB, s3like: \u22651.0x aria2c -x16", "big", "s3like", "aria2c", 1.0),
+    Target("2 GiB, loopback: \u22651.0x aria2c -x16", "big", "loopback", "aria2c", 1.0),
+    Target("plan of 100,000 assets, API with latency: \u22652x dandi ls -r", "plan", "s3like",
+           "dandi-cli", 2.0),
+    Target("migration no-op (-e refresh), 1,000 x 1 MiB: \u22651.8x dandi-cli",
+           "migration-files-refresh", None, "dandi-cli", 1.8),
+    Target("migration no-op (-e overwrite-different), 1,000 x 1 MiB: \u22651.8x dandi-cli",
+           "migration-files-overwrite-different", None, "dandi-cli", 1.8),
+    Target("time to first file written, 100,000 assets, API with latency: < 2 s",
+           "first-file", "s3like", None, 2.0),
+]
+RSS_LIMIT = 150 * MB
 
 
 def _tool_kind(meta: dict, tool: str) -> str:
@@ -33,6 +58,13 @@ def _ref_matches(meta: dict, tool: str, ref: str) -> bool:
     if ref == "dandi-cli":
         return _tool_kind(meta, tool) == "dandi-cli"
     return tool.split()[0] == ref
+
+
+def run_value(r: dict, mode: str) -> float:
+    """What a run measures: seconds to the first file (first-file), else wall seconds."""
+    if mode == "first-file":
+        return float(r["first_file"]) if r.get("first_file") is not None else float(r["wall"])
+    return float(r["wall"])
 
 
 def summarize(meta: dict, runs: list[dict]) -> dict[str, Any]:
@@ -55,84 +87,84 @@ def summarize(meta: dict, runs: list[dict]) -> dict[str, Any]:
             "problems": sorted({r["problems"] for r in failed + timeouts if r["problems"]}),
         }
         basis = ok or timeouts or failed
-        walls = [r["wall"] for r in basis]
-        row["wall_median"] = statistics.median(walls)
-        row["wall_min"], row["wall_max"] = min(walls), max(walls)
+        values = [run_value(r, mode) for r in basis]
+        row["values"] = [run_value(r, mode) for r in ok]
+        row["wall_median"] = statistics.median(values)
+        row["wall_min"], row["wall_max"] = min(values), max(values)
         row["cpu_median"] = statistics.median(r["cpu"] for r in basis)
         row["peak_rss_max"] = max(r["peak_rss"] for r in basis)
-        if failed:
-            row["status"] = "FAILED"
-        elif ok:
-            row["status"] = "ok"
-        else:
-            row["status"] = "timeout"
-        row["lower_bound"] = False
-        if row["status"] == "timeout" and mode != "download":
-            # A no-op or a listing stopped at the cap: its time is only a lower bound.
-            row["effective_wall"] = row["wall_median"]
-            row["lower_bound"] = True
-        elif row["status"] == "timeout":
-            # Extrapolate from the verified part of a run stopped at the time cap.
-            r = timeouts[0]
-            by_files = scen != "big"
-            done, total = ((r["ok_files"], r["expected_files"]) if by_files
-                           else (r["ok_bytes"], r["expected_bytes"]))
-            row["partial_fraction"] = done / total if total else 0.0
-            row["effective_wall"] = (r["wall"] * total / done) if done else None
-        else:
-            row["effective_wall"] = row["wall_median"] if row["status"] == "ok" else None
-        ew = row["effective_wall"]
-        row["mb_s"] = row["expected_bytes"] / MB / ew if ew else None
-        row["files_s"] = row["expected_files"] / ew if ew else None
+        row["status"] = "FAILED" if failed else "ok" if ok and not timeouts else (
+            "timeout" if not ok else "partial")
+        # Only verified runs count; a run stopped at the cap is not extrapolated.
+        ew = statistics.median(row["values"]) if ok else None
+        row["effective_wall"] = ew
+        row["mb_s"] = row["expected_bytes"] / MB / ew if ew and mode != "first-file" else None
+        row["files_s"] = row["expected_files"] / ew if ew and mode != "first-file" else None
+        row["cpu_per_gib"] = (statistics.median(r["cpu"] for r in ok)
+                              / (row["expected_bytes"] / GiB)
+                              if ok and row["expected_bytes"] and mode != "first-file" else None)
         rows.append(row)
 
-    # dandiget x faster than each tool, same profile and scenario (this tool's wall / dandiget's)
+    # dandiget x faster than each tool, same profile and scenario (this tool's time / dandiget's)
     by_key = {(r["profile"], r["scenario"], r["tool"]): r for r in rows}
     for r in rows:
         dg = by_key.get((r["profile"], r["scenario"], "dandiget"))
         r["dandiget_speedup"] = (r["effective_wall"] / dg["effective_wall"]
                                  if dg and dg["effective_wall"] and r["effective_wall"] else None)
+    return {"rows": rows, "targets": judge(meta, rows)}
 
-    targets = []
-    for scen, prof, ref, threshold in TARGETS:
-        profiles = [prof] if prof else meta["profiles"] + [meta.get("noop_profile")]
-        seen = set()
-        for p in profiles:
-            if p in seen:
-                continue
-            seen.add(p)
-            dg = by_key.get((p, scen, "dandiget"))
-            refs = [r for r in rows if r["profile"] == p and r["scenario"] == scen
-                    and _ref_matches(meta, r["tool"], ref) and r["effective_wall"]]
-            if dg is None and not refs:
-                continue
-            t: dict[str, Any] = {"scenario": scen, "profile": p, "reference": ref,
-                                 "threshold": threshold}
-            best = min(refs, key=lambda r: r["effective_wall"]) if refs else None
-            t["reference_tool"] = best["tool"] if best else None
-            t["reference_partial"] = bool(best and best["status"] == "timeout")
-            t["lower_bound"] = bool(best and best["lower_bound"])
-            if dg is None or dg["status"] != "ok":
-                t["verdict"] = "FAILED" if dg else "not run"
-                t["ratio"] = None
-            elif best is None:
-                t["verdict"] = "no reference"
-                t["ratio"] = None
-            else:
+
+def judge(meta: dict, rows: list[dict]) -> list[dict]:
+    min_runs = int(meta.get("min_runs", 3))
+    smoke = meta["kind"] != "full"
+    out: list[dict] = []
+    for tg in TARGETS:
+        ran = [r for r in rows if r["scenario"] == tg.scenario
+               and (tg.profile is None or r["profile"] == tg.profile)]
+        profile = tg.profile or (ran[0]["profile"] if ran else "\u2013")
+        t: dict[str, Any] = {"label": tg.label, "scenario": tg.scenario, "profile": profile,
+                             "reference": tg.reference, "threshold": tg.threshold,
+                             "ratio": None, "reference_tool": None, "measured": None}
+        dg = next((r for r in ran if r["tool"] == "dandiget" and r["profile"] == profile), None)
+        refs = [r for r in ran if r["profile"] == profile and tg.reference
+                and _ref_matches(meta, r["tool"], tg.reference)]
+        best = min((r for r in refs if r["effective_wall"]), default=None,
+                   key=lambda r: r["effective_wall"])
+        if dg is None:
+            t["verdict"] = "not run"
+        elif dg["status"] == "FAILED":
+            t["verdict"] = "FAILED"
+        elif tg.reference is None:
+            if dg["effective_wall"] is not None:
+                t["measured"] = dg["effective_wall"]
+                t["verdict"] = "met" if dg["effective_wall"] < tg.threshold else "missed"
+        elif best is None:
+            t["verdict"] = "no reference run"
+        else:
+            t["reference_tool"] = best["tool"]
+            if dg["effective_wall"]:
                 t["ratio"] = best["effective_wall"] / dg["effective_wall"]
-                t["verdict"] = "met" if t["ratio"] >= threshold else "missed"
-                t["margin"] = t["ratio"] / threshold - 1
-            targets.append(t)
+                t["verdict"] = "met" if t["ratio"] >= tg.threshold else "missed"
+        if "verdict" not in t:
+            t["verdict"] = "no verified run"
+        short = [r for r in [dg, best] if r is not None and r["ok_runs"] < min_runs]
+        if t["verdict"] in ("met", "missed") and (smoke or short):
+            why = "smoke corpus" if smoke else ", ".join(
+                f"{r['tool']}: {r['ok_runs']} verified run(s)" for r in short)
+            t["verdict"] = f"not judged ({why}; would be {t['verdict']})"
+        out.append(t)
     dg_rows = [r for r in rows if r["tool"] == "dandiget"]
     if dg_rows:
         worst = max(dg_rows, key=lambda r: r["peak_rss_max"])
-        targets.append({"scenario": "every scenario", "profile": "all", "reference": "rss",
-                        "threshold": RSS_LIMIT, "reference_tool": None,
-                        "ratio": worst["peak_rss_max"],
-                        "where": f"{worst['scenario']} ({worst['profile']})",
-                        "verdict": "met" if worst["peak_rss_max"] < RSS_LIMIT else "missed",
-                        "margin": 1 - worst["peak_rss_max"] / RSS_LIMIT})
-    return {"rows": rows, "targets": targets}
+        verdict = "met" if worst["peak_rss_max"] < RSS_LIMIT else "missed"
+        if smoke:
+            verdict = f"not judged (smoke corpus; would be {verdict})"
+        out.append({"label": "dandiget peak RSS, every scenario: < 150 MB",
+                    "scenario": "every scenario", "profile": "all", "reference": "rss",
+                    "threshold": RSS_LIMIT, "reference_tool": None, "ratio": None,
+                    "measured": worst["peak_rss_max"],
+                    "where": f"{worst['scenario']} ({worst['profile']})", "verdict": verdict})
+    return out
 
 
 # --------------------------------------------------------------------------- markdown
@@ -140,38 +172,44 @@ def summarize(meta: dict, runs: list[dict]) -> dict[str, Any]:
 
 def _fmt_s(x: float | None) -> str:
     if x is None:
-        return "\u2013"
+        return DASH
     return f"{x:.3f}" if x < 1 else f"{x:.2f}" if x < 100 else f"{x:.0f}"
 
 
 def _throughput(r: dict) -> str:
+    if r["mode"] == "first-file":
+        return f"first file after {_fmt_s(r['effective_wall'])} s" if r["effective_wall"] else DASH
     if r["mb_s"] is None:
-        return "\u2013"
-    est = "\u2264" if r["lower_bound"] else "~" if r["status"] == "timeout" else ""
+        return DASH
     if r["mode"] == "plan":
-        return f"{est}{r['files_s']:,.0f} assets/s"
+        return f"{r['files_s']:,.0f} assets/s"
     if r["scenario"] == "big":
-        return f"{est}{r['mb_s']:,.1f} MB/s"
+        return f"{r['mb_s']:,.1f} MB/s"
     if r["mode"] == "download":
-        return f"{est}{r['files_s']:,.0f} files/s, {r['mb_s']:,.1f} MB/s"
-    return f"{est}{r['files_s']:,.0f} files/s"
+        return f"{r['files_s']:,.0f} files/s, {r['mb_s']:,.1f} MB/s"
+    return f"{r['files_s']:,.0f} files/s"
 
 
 def _status(r: dict) -> str:
     if r["status"] == "ok":
         return "ok"
-    if r["status"] == "timeout" and r["lower_bound"]:
-        return "TIMEOUT (stopped at the cap)"
     if r["status"] == "timeout":
-        return f"TIMEOUT ({100 * r.get('partial_fraction', 0):.0f}% done)"
+        return "TIMEOUT (stopped at the cap)"
+    if r["status"] == "partial":
+        return f"ok in {r['ok_runs']}/{r['runs']} (others stopped at the cap)"
     return f"**FAILED** ({r['runs'] - r['ok_runs']}/{r['runs']})"
 
 
 def _ratio(x: float | None) -> str:
-    return "\u2013" if x is None else f"{x:.2f}x" if x < 10 else f"{x:.1f}x"
+    return DASH if x is None else f"{x:.2f}x" if x < 10 else f"{x:.1f}x"
 
 
-def markdown(meta: dict, summary: dict) -> str:
+def _corpus(meta: dict, dataset: str) -> str:
+    c = meta["corpus"][dataset]
+    return f"dandiset {c['dandiset']}: {c['files']:,} files, {c['bytes'] / MB:,.1f} MB"
+
+
+def markdown(meta: dict, summary: dict, charts: list[str] | None = None) -> str:
     m = meta["machine"]
     out = ["# dandiget benchmark results", ""]
     out.append(f"- date: {meta['date']} ({meta['status']}, {meta['elapsed_s'] / 60:.1f} min)")
@@ -180,60 +218,67 @@ def markdown(meta: dict, summary: dict) -> str:
                f"{m.get('ram_gib', '?')} GiB RAM, {m.get('os', '?')}, "
                f"kernel {m.get('kernel')}, Python {m.get('python')}")
     out.append("- versions: " + "; ".join(f"{k}: {v}" for k, v in meta["versions"].items()))
-    out.append(f"- corpus ({meta['kind']}): " + "; ".join(
-        f"{name} = dandiset {c['dandiset']}, {c['files']:,} files, {c['bytes'] / MB:,.1f} MB"
-        for name, c in meta["corpus"].items()))
-    out.append(f"- {meta['repeat']} run(s) per tool (a run longer than {meta['slow_s']:.0f} s is "
-               f"not repeated; a run is stopped after {meta['timeout_s']:.0f} s, a no-op re-run "
-               f"after {meta.get('noop_timeout_s', meta['timeout_s']):.0f} s); no-op and "
-               f"plan scenarios on the {meta['noop_profile']} profile only")
+    out.append(f"- {meta['repeat']} round(s): every tool runs once per round, in an order "
+               f"shuffled per round (seed {meta.get('seed')}, orders below); a run is stopped "
+               f"after {meta['timeout_s']:.0f} s and then counts as no run; verdicts need "
+               f"{meta.get('min_runs', 3)} verified runs of each tool compared")
+    out.append(f"- API latency on `s3like`: {meta.get('api_cost', {}).get('s3like', '?')}")
     out.append("- `dandiget \u00d7`: how many times faster dandiget was than that tool "
-               "(that tool's median wall time / dandiget's); below 1 means slower. "
-               "Spread is min\u2013max over the runs.")
+               "(that tool's median time / dandiget's); below 1 means slower. Spread is "
+               "min\u2013max over the runs. CPU s/GiB: median CPU seconds (user + system, "
+               "the tool and its children) per GiB of the scenario's content.")
+    out.append("")
+    out += ["## Scenarios and corpora", "",
+            "| scenario | what | profiles | corpus |", "|---|---|---|---|"]
+    for name, s in meta["scenarios"].items():
+        what = s["title"] + (" (output on tmpfs)" if s.get("tmpfs") and "tmpfs" not in
+                             s["title"] else "")
+        out.append(f"| {name} | {what} | {', '.join(s.get('profiles', []))} | "
+                   f"{_corpus(meta, s['dataset'])} |")
     out.append("")
     rows = summary["rows"]
     for profile in dict.fromkeys(r["profile"] for r in rows):
         out += [f"## Profile `{profile}`", "",
-                "| scenario | tool | status | runs | median wall s | spread s | throughput "
-                "| peak RSS MB | CPU s | dandiget \u00d7 |",
-                "|---|---|---|---|---|---|---|---|---|---|"]
+                "| scenario | tool | status | runs | median s | spread s | throughput "
+                "| peak RSS MB | CPU s | CPU s/GiB | dandiget \u00d7 |",
+                "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if r["profile"] != profile:
                 continue
-            scen = meta["scenarios"][r["scenario"]]
-            wall = _fmt_s(r["wall_median"])
-            if r["status"] == "timeout" and r["effective_wall"] and not r["lower_bound"]:
-                wall = f"{wall} (est. full: {_fmt_s(r['effective_wall'])})"
             out.append(
-                f"| {r['scenario']} ({scen['title']}) | {r['tool']} | {_status(r)} | "
-                f"{r['ok_runs']}/{r['runs']} | {wall} | "
+                f"| {r['scenario']} | {r['tool']} | {_status(r)} | "
+                f"{r['ok_runs']}/{r['runs']} | {_fmt_s(r['effective_wall'])} | "
                 f"{_fmt_s(r['wall_min'])}\u2013{_fmt_s(r['wall_max'])} | {_throughput(r)} | "
                 f"{r['peak_rss_max'] / MB:.0f} | "
-                f"{_fmt_s(r['cpu_median']) if r['status'] != 'timeout' else DASH} | "
-                f"{GE if r['lower_bound'] else ''}{_ratio(r['dandiget_speedup'])} |")
+                f"{_fmt_s(r['cpu_median']) if r['ok_runs'] and r['cpu_per_gib'] else DASH} | "
+                f"{_fmt_s(r['cpu_per_gib'])} | {_ratio(r['dandiget_speedup'])} |")
         out.append("")
     out += ["## Targets (medians, same run)", ""]
     if meta["kind"] != "full":
         out += [f"(corpus `{meta['kind']}`: far smaller than the targets assume; "
-                "the verdicts below are not meaningful)", ""]
+                "no verdict is given)", ""]
     out += ["| target | profile | dandiget vs | measured | verdict |", "|---|---|---|---|---|"]
     for t in summary["targets"]:
         if t["reference"] == "rss":
-            out.append(f"| dandiget peak RSS < 200 MB | all | \u2013 | max {t['ratio'] / MB:.0f} MB "
-                       f"in {t['where']} | {t['verdict']} ({100 * t['margin']:+.0f}% headroom) |")
-            continue
-        ref = t["reference_tool"] or t["reference"]
-        if t["lower_bound"]:
-            ref += " (stopped at the time cap: ratio is a lower bound)"
-        elif t["reference_partial"]:
-            ref += " (extrapolated from a partial run)"
-        verdict = t["verdict"]
-        if "margin" in t:
-            verdict += f" by {100 * t['margin']:+.0f}%"
-        out.append(f"| {t['scenario']} ≥{t['threshold']:g}x {t['reference']} | {t['profile']} "
-                   f"| {ref} | {GE if t['lower_bound'] else ''}{_ratio(t['ratio'])} "
-                   f"| {verdict} |")
+            measured = f"max {t['measured'] / MB:.0f} MB in {t['where']}"
+        elif t["reference"] is None:
+            measured = f"{_fmt_s(t['measured'])} s" if t["measured"] is not None else DASH
+        else:
+            measured = _ratio(t["ratio"])
+        ref = t["reference_tool"] or (t["reference"] if t["reference"] not in (None, "rss")
+                                      else DASH)
+        out.append(f"| {t['label']} | {t['profile']} | {ref} | {measured} | {t['verdict']} |")
     out.append("")
+    if charts:
+        out += ["## Charts", ""] + [f"![{c}]({c})" for c in charts] + [""]
+    if meta.get("orders"):
+        out += ["## Run order", "",
+                f"Seed {meta.get('seed')} (`--seed {meta.get('seed')}` repeats the order).", ""]
+        per: dict[tuple[str, str], list[str]] = {}
+        for o in meta["orders"]:
+            per.setdefault((o["profile"], o["scenario"]), []).append(
+                f"{o['round']}: " + ", ".join(o["order"]))
+        out += [f"- [{p}] {s}: " + "; ".join(v) for (p, s), v in per.items()] + [""]
     notes = list(meta["notes"])
     for r in rows:
         for n in r["notes"]:
@@ -246,9 +291,10 @@ def markdown(meta: dict, summary: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Re-render ``results.md`` from a ``results.json`` (after changing this module)."""
+    """Re-render ``results.md`` (and the charts) from a ``results.json``."""
     import argparse
     import json
+    import sys
     from pathlib import Path
 
     ap = argparse.ArgumentParser(description=main.__doc__)
@@ -256,7 +302,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     data = json.loads(args.results_json.read_text())
     summary = summarize(data["meta"], data["runs"])
-    md = markdown(data["meta"], summary)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import charts
+
+    names: list[str] = []
+    if charts.ensure_matplotlib(install=False):
+        names = [p.name for p in charts.draw(data["meta"], data["runs"], summary["rows"],
+                                             args.results_json.parent)]
+    md = markdown(data["meta"], summary, names)
     (args.results_json.parent / "results.md").write_text(md)
     print(md)
     return 0

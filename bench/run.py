@@ -1,14 +1,19 @@
 """dandiget benchmark: same data, same server, same machine, several tools in one run.
 
     python bench/run.py [--profiles loopback,s3like] [--scenarios big,files,zarr,...]
-                        [--tools dandiget,dandi-cli,curl,aria2c] [--repeat 3]
+                        [--tools dandiget,dandi-cli,curl,aria2c] [--repeat 3] [--seed N]
                         [--smoke] [--out DIR]
 
 Generates (once, cached) the corpus, serves it with nginx under a network profile and the
-test archive's API in its own process, runs every tool on every scenario ``--repeat``
-times, verifies every file of every output tree against the archive's digests (a wrong or
-incomplete tree marks that run FAILED), and writes ``results.md`` and ``results.json``
-to ``--out``. Exits 1 when any run FAILED. See BENCHMARKS.md.
+test archive's API in its own process (on ``s3like`` with the real API's latency,
+``api_latency.py``), and runs every scenario in ``--repeat`` rounds: every tool once per
+round, in an order shuffled per round from ``--seed`` (printed, and recorded with every
+order). Re-run scenarios start from a tree made by an untimed download with the HOME the
+re-runs keep (dandi-cli's digest cache included); the migration scenarios start every run
+from dandi-cli's tree as it made it. Every output tree is verified against the archive's
+digests (a wrong or incomplete tree marks that run FAILED). Writes ``results.md``,
+``results.json`` and the charts (``charts.py``) to ``--out``. Exits 1 when any run FAILED.
+See BENCHMARKS.md ("Protocol").
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import signal
@@ -29,9 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import charts as charts_mod
 import corpus
 import report
 import tools as T
+from api_latency import S3LIKE as S3LIKE_API
 from measure import run_measured
 from servers import (
     ECHO_MODULE,
@@ -43,32 +51,53 @@ from servers import (
     start_archive,
     start_nginx,
 )
-from verify import verify_tree
+from verify import first_expected_file, verify_tree
 
 PROFILES = ("loopback", "s3like")
+RERUN_MODES = ("refresh", "overwrite-different")
+MIN_RUNS = 3  # runs of every tool before report.py gives a verdict
 
 
 @dataclass(frozen=True)
 class Scenario:
     name: str
     dataset: str
-    mode: str  # download | refresh | overwrite-different | plan
+    mode: str  # download | refresh | overwrite-different | plan | first-file
     title: str
-    all_profiles: bool  # False: run on one profile only (no content transfer expected)
+    profiles: tuple[str, ...]  # where it runs (else on the first profile of the run)
+    tree: str = ""  # re-runs: "own" (each tool over its own download) | "dandi-cli" (migration)
+    tmpfs: bool = False  # the output on /dev/shm
 
 
+BOTH = PROFILES
 SCENARIOS = {s.name: s for s in [
-    Scenario("big", "big", "download", "one large file", True),
-    Scenario("files", "files", "download", "many files, nested folders", True),
-    Scenario("zarr", "zarr", "download", "one Zarr", True),
-    Scenario("noop-files-refresh", "files", "refresh", "no-op re-run, -e refresh", False),
+    Scenario("big", "big", "download", "one large file", BOTH),
+    Scenario("files", "files", "download", "many files, nested folders", BOTH),
+    Scenario("zarr", "zarr", "download", "one Zarr, output on disk", BOTH),
+    Scenario("zarr-tmpfs", "zarr", "download", "one Zarr, output on tmpfs", ("loopback",),
+             tmpfs=True),
+    Scenario("zarr-small", "zarr-small", "download", "a smaller Zarr, with dandi-cli",
+             ("loopback",)),
+    Scenario("noop-files-refresh", "files", "refresh", "no-op re-run, -e refresh",
+             ("loopback",), tree="own"),
     Scenario("noop-files-overwrite-different", "files", "overwrite-different",
-             "no-op re-run, -e overwrite-different", False),
-    Scenario("noop-zarr-refresh", "zarr", "refresh", "no-op re-run, -e refresh", False),
-    Scenario("noop-zarr-overwrite-different", "zarr", "overwrite-different",
-             "no-op re-run, -e overwrite-different", False),
-    Scenario("plan", "plan", "plan", "listing/plan only", False),
+             "no-op re-run, -e overwrite-different", ("loopback",), tree="own"),
+    Scenario("noop-zarr-refresh", "zarr-small", "refresh", "no-op re-run, -e refresh",
+             ("loopback",), tree="own"),
+    Scenario("noop-zarr-overwrite-different", "zarr-small", "overwrite-different",
+             "no-op re-run, -e overwrite-different", ("loopback",), tree="own"),
+    Scenario("migration-files-refresh", "files", "refresh",
+             "migration: -e refresh over dandi-cli's tree", ("loopback",), tree="dandi-cli"),
+    Scenario("migration-files-overwrite-different", "files", "overwrite-different",
+             "migration: -e overwrite-different over dandi-cli's tree", ("loopback",),
+             tree="dandi-cli"),
+    Scenario("plan", "plan", "plan", "listing/plan only", ("s3like",)),
+    Scenario("first-file", "plan", "first-file", "time to the first file written",
+             ("s3like",)),
 ]}
+SMOKE_SCENARIOS = ("files", "zarr", "zarr-tmpfs", "noop-files-refresh",
+                   "migration-files-refresh", "migration-files-overwrite-different", "plan",
+                   "first-file")
 
 
 @dataclass
@@ -90,7 +119,20 @@ class RunRecord:
     note: str = ""
     stdout: str = ""
     stderr: str = ""
-    prime: bool = False  # an untimed setup run (a complete copy for a no-op scenario)
+    prime: bool = False  # an untimed setup run (the tree a re-run scenario starts from)
+    round: int = 0  # 1-based round; tools run in a shuffled order within each round
+    position: int = 0  # 1-based place of this run in its round's order
+    first_file: float | None = None  # first-file: seconds until the first file was complete
+
+
+@dataclass
+class Tree:
+    """A complete tree a re-run scenario starts from, and the HOME that made it."""
+
+    out: Path  # the -o directory
+    home: Path
+    pristine: Path | None = None  # migration: dandi-cli's tree as made, copied for dandiget
+    home_snapshot: Path | None = None  # migration: dandi-cli's HOME (cache) as made
 
 
 @dataclass
@@ -99,11 +141,13 @@ class State:
     out: Path
     work: Path
     expected: dict
+    rng: random.Random
     records: list[RunRecord] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    copies: dict[tuple[str, str], Path] = field(default_factory=dict)
-    copy_notes: dict[tuple[str, str], str] = field(default_factory=dict)
-    skip_repeats: set[tuple[str, str, str]] = field(default_factory=set)
+    trees: dict[tuple[str, str, str], Tree | None] = field(default_factory=dict)
+    orders: list[dict] = field(default_factory=list)
+    warmed: set[tuple[str, str, str, str]] = field(default_factory=set)
+    tmpfs: Path | None = None
 
     def note(self, msg: str) -> None:
         if msg not in self.notes:
@@ -119,29 +163,39 @@ def slug(s: str) -> str:
 
 
 def run_tool(st: State, tool: T.Tool, scen: Scenario, profile: str, archive: Archive,
-             content_url: str, rep: int, out_dir: Path, *, prime: bool = False) -> RunRecord:
+             content_url: str, rep: int, out_dir: Path, home: Path, *,
+             prime: bool = False, warmup: bool = False) -> RunRecord:
+    """One run, measured and verified. ``prime``: the untimed download that makes a tree;
+    ``warmup``: an untimed re-run of the scenario over it (``prime`` is set for both)."""
     did = corpus.DANDISETS[scen.dataset]
     exp = st.expected[did]
-    mode = "download" if prime else scen.mode
-    home = st.work / "home" / slug(tool.name)
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
+    prime = prime or warmup
+    mode = scen.mode if warmup or not prime else "download"
     ctx = T.Ctx(api_url=archive.api_url, content_url=content_url, did=did,
                 dataset=scen.dataset, files=exp["files"], out=out_dir, home=home, mode=mode)
     logs = st.out / "logs" / profile / scen.name
     logs.mkdir(parents=True, exist_ok=True)
-    base = f"{slug(tool.name)}-{'prime' if prime else rep}"
+    tag = f"warmup-{slug(scen.mode)}" if warmup else "prime" if prime else str(rep)
+    base = f"{slug(tool.name)}-{tag}"
     rec = RunRecord(profile, scen.name, tool.name, rep, "ok", prime=prime,
                     expected_files=len(exp["files"]), expected_bytes=exp["bytes"],
                     stdout=str(logs / f"{base}.out"), stderr=str(logs / f"{base}.err"))
-    timeout = st.args.noop_timeout if mode in ("refresh", "overwrite-different") else \
-        st.args.timeout
     cmd = tool.command(ctx)
     (logs / f"{base}.cmd").write_text(" ".join(cmd) + "\n")
-    label = f"[{profile}] {scen.name} {tool.name}" + (" (prime)" if prime else f" #{rep + 1}")
+    label = f"[{profile}] {scen.name} {tool.name}" + (f" ({tag})" if prime else f" #{rep + 1}")
     print(f"{label} ...", end=" ", flush=True)
+    found: list[str] = []
+
+    def first_file() -> bool:
+        rel = first_expected_file(ctx.root, exp["files"])
+        if rel is not None:
+            found.append(rel)
+        return rel is not None
+
     m = run_measured(cmd, env=tool.env(ctx), cwd=home, stdout=Path(rec.stdout),
-                     stderr=Path(rec.stderr), timeout=timeout)
+                     stderr=Path(rec.stderr), timeout=st.args.timeout,
+                     interval=0.02 if mode == "first-file" else 0.05,
+                     stop_when=first_file if mode == "first-file" else None)
     rec.returncode, rec.wall, rec.cpu, rec.peak_rss = m.returncode, m.wall, m.cpu, m.peak_rss
     if mode == "plan":
         if m.timed_out:
@@ -153,6 +207,19 @@ def run_tool(st: State, tool: T.Tool, scen: Scenario, profile: str, archive: Arc
         if rec.status == "ok" and rec.ok_files < rec.expected_files:
             rec.status = "FAILED"
             rec.problems = f"listed {rec.ok_files} of {rec.expected_files} assets"
+    elif mode == "first-file":
+        if m.event is not None:
+            rel = found[-1]
+            v = verify_tree(ctx.root, {rel: exp["files"][rel]}, check_extra=False)
+            rec.first_file, rec.ok_files, rec.ok_bytes = m.event, v.ok, v.ok_bytes
+            if not v.complete:
+                rec.status = "FAILED"
+                rec.problems = f"first file {rel}: {v.problems()}"
+        elif m.timed_out:
+            rec.status = "timeout"
+        else:
+            rec.status = "FAILED"
+            rec.problems = f"exited ({m.returncode}) before any file was complete"
     else:
         v = verify_tree(ctx.root, exp["files"])
         rec.ok_files, rec.ok_bytes = v.ok, v.ok_bytes
@@ -164,7 +231,9 @@ def run_tool(st: State, tool: T.Tool, scen: Scenario, profile: str, archive: Arc
             rec.problems = f"exit code {m.returncode}; " + rec.problems
         elif not v.complete:
             rec.status = "FAILED"
-    print(f"{rec.status} {rec.wall:.2f}s cpu {rec.cpu:.1f}s rss {rec.peak_rss / 1e6:.0f}MB"
+    shown = f"first file {rec.first_file:.2f}s" if rec.first_file is not None else \
+        f"{rec.wall:.2f}s"
+    print(f"{rec.status} {shown} cpu {rec.cpu:.1f}s rss {rec.peak_rss / 1e6:.0f}MB"
           + (f" ({rec.problems})" if rec.problems else ""), flush=True)
     return rec
 
@@ -197,81 +266,143 @@ def fresh_dir(path: Path) -> Path:
     return path
 
 
-def copy_tree_without_state(src: Path, dst: Path) -> None:
+def copy_tree(src: Path, dst: Path) -> None:
+    """A copy with the same content and mtimes (``copy2``), nothing of dandiget's state."""
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns(".dandiget"))
 
 
-def ensure_copy(st: State, tool: T.Tool, scen: Scenario, profile: str, archive: Archive,
-                content_url: str) -> Path | None:
-    """A complete local copy of the scenario's dandiset as ``tool`` itself produced it.
+def default_dandi_cli(tool_list: list[T.Tool]) -> T.Tool | None:
+    for t in tool_list:
+        if t.kind == "dandi-cli" and t.available and getattr(t, "jobs", None) is None:
+            return t
+    return None
 
-    Taken from the tool's last verified download in this run, else made by an untimed
-    "prime" run of the tool; when the tool cannot produce one (timeout, failure), a copy of
-    dandiget's tree without its state directory is used, and the table says so.
+
+def make_tree(st: State, maker: T.Tool, scen: Scenario, profile: str, archive: Archive,
+              content_url: str) -> Tree | None:
+    """A complete tree of ``scen.dataset`` downloaded by ``maker`` where the re-runs happen.
+
+    Made by an untimed download ("prime") with a HOME that the re-runs keep: dandi-cli's
+    digest cache stays where it would be for a user, and the tree is not moved (dandi-cli
+    keys its cache by path). Migration trees also keep a pristine copy (for dandiget,
+    which must find the tree as dandi-cli left it every time) and a snapshot of dandi-cli's
+    HOME as the download left it (restored before each of its runs).
     """
-    key = (tool.name, scen.dataset)
-    if key in st.copies:
-        return st.copies[key]
-    dest = st.work / "copies" / slug(tool.name) / scen.dataset
-    # A download of this dataset that already failed or hit the cap in this run would do
-    # the same again: go straight to the fallback.
-    tried = [r for r in st.records if r.tool == tool.name and r.profile == profile
-             and not r.prime and SCENARIOS[r.scenario].dataset == scen.dataset
-             and SCENARIOS[r.scenario].mode == "download"]
-    if not tried:
-        fresh_dir(dest)
-        rec = run_tool(st, tool, scen, profile, archive, content_url, 0, dest, prime=True)
-        st.records.append(rec)
-        if rec.status == "ok":
-            st.copies[key] = dest
-            return dest
-    shutil.rmtree(dest, ignore_errors=True)
-    base = st.copies.get(("dandiget", scen.dataset))
-    if tool.kind == "dandiget" or base is None:
+    key = (profile, f"{scen.tree}:{maker.name}", scen.dataset)
+    if key in st.trees:
+        return st.trees[key]
+    base = st.work / "trees" / slug(profile) / scen.tree / slug(maker.name) / scen.dataset
+    out, home = fresh_dir(base / "out"), fresh_dir(base / "home")
+    rec = run_tool(st, maker, scen, profile, archive, content_url, 0, out, home, prime=True)
+    st.records.append(rec)
+    tree: Tree | None = None
+    if rec.status == "ok":
+        tree = Tree(out, home)
+        if scen.tree == "dandi-cli":
+            tree.pristine = base / "pristine"
+            copy_tree(out, tree.pristine)
+            tree.home_snapshot = base / "home-snapshot"
+            shutil.rmtree(tree.home_snapshot, ignore_errors=True)
+            shutil.copytree(home, tree.home_snapshot, symlinks=True)
+    else:
+        st.note(f"[{profile}] {maker.name} could not make the {scen.dataset} tree for "
+                f"{scen.name} ({rec.status}): {maker.name if scen.tree == 'own' else 'every tool'}"
+                " skipped there")
+    st.trees[key] = tree
+    return tree
+
+
+def prepare_run(st: State, tool: T.Tool, scen: Scenario, profile: str, archive: Archive,
+                content_url: str, tool_list: list[T.Tool]) -> tuple[Path, Path] | None:
+    """The -o directory and HOME of one timed run (made ready; None: cannot run)."""
+    if scen.mode not in RERUN_MODES:
+        base = st.tmpfs if scen.tmpfs and st.tmpfs else st.work
+        return (fresh_dir(base / "out" / slug(tool.name)),
+                fresh_dir(st.work / "home" / slug(tool.name)))
+    if scen.tree == "own":
+        tree = make_tree(st, tool, scen, profile, archive, content_url)
+        return (tree.out, tree.home) if tree else None
+    return migration_run(st, tool, scen, profile, archive, content_url, tool_list)
+
+
+def warm_up(st: State, tool: T.Tool, scen: Scenario, profile: str, archive: Archive,
+            content_url: str) -> None:
+    """One untimed re-run of ``scen`` over ``tool``'s own tree before the timed ones.
+
+    dandi-cli's download does not fill its digest cache; its first ``-e
+    overwrite-different`` re-run hashes every file and caches the digests. dandiget's
+    download records its state as it goes. The warm-up gives both what a user has on the
+    second re-run: cache against cache.
+    """
+    key = (profile, tool.name, scen.dataset, scen.mode)
+    tree = make_tree(st, tool, scen, profile, archive, content_url)
+    if tree is None or key in st.warmed:
+        return
+    st.warmed.add(key)
+    st.records.append(run_tool(st, tool, scen, profile, archive, content_url, 0, tree.out,
+                               tree.home, warmup=True))
+
+
+def migration_run(st: State, tool: T.Tool, scen: Scenario, profile: str, archive: Archive,
+                  content_url: str, tool_list: list[T.Tool]) -> tuple[Path, Path] | None:
+    """dandi-cli's tree as it made it, for one timed migration run of ``tool``."""
+    maker = default_dandi_cli(tool_list)
+    tree = make_tree(st, maker, scen, profile, archive, content_url) if maker else None
+    if tree is None:
         return None
-    copy_tree_without_state(base, dest)
-    st.copies[key] = dest
-    st.copy_notes[key] = ("its own download did not complete, so it re-ran over a copy of "
-                          "dandiget's verified tree (without dandiget's state directory)")
-    return dest
+    assert tree.pristine is not None and tree.home_snapshot is not None
+    if tool.kind == "dandi-cli":
+        # Its tree in place, its cache as the download left it: what a user would have.
+        shutil.rmtree(tree.home, ignore_errors=True)
+        shutil.copytree(tree.home_snapshot, tree.home, symlinks=True)
+        return tree.out, tree.home
+    # A tree dandiget has never seen: dandi-cli's, as made, without any .dandiget/.
+    out = st.work / "migration" / slug(profile) / slug(tool.name)
+    copy_tree(tree.pristine, out)
+    return out, fresh_dir(st.work / "home" / slug(tool.name))
 
 
 def run_scenario(st: State, scen: Scenario, profile: str, archive: Archive,
                  content_url: str, tool_list: list[T.Tool]) -> None:
     applicable = [t for t in tool_list if t.available and t.applies(scen.dataset, scen.mode)]
-    keep_copies = scen.mode == "download" and profile == st.args.noop_profile and any(
-        s.dataset == scen.dataset and s.mode in ("refresh", "overwrite-different")
-        for s in st.args.scenario_list)
-    for rep in range(st.args.repeat):
+    if scen.tree == "dandi-cli" and default_dandi_cli(tool_list) is None:
+        st.note(f"{scen.name}: no dandi-cli to make the tree: not run")
+        return
+    if scen.tmpfs and st.tmpfs is None:
+        st.note(f"{scen.name}: /dev/shm is not available: not run")
+        return
+    if scen.tree == "own":  # trees and warm-ups first, so that no round waits on them
         for tool in applicable:
-            key = (profile, scen.name, tool.name)
-            if key in st.skip_repeats:
+            warm_up(st, tool, scen, profile, archive, content_url)
+    elif scen.tree == "dandi-cli":
+        maker = default_dandi_cli(tool_list)
+        if maker is not None:
+            make_tree(st, maker, scen, profile, archive, content_url)
+    for rnd in range(st.args.repeat):
+        order = list(applicable)
+        st.rng.shuffle(order)
+        st.orders.append({"profile": profile, "scenario": scen.name, "round": rnd + 1,
+                          "order": [t.name for t in order]})
+        print(f"[{profile}] {scen.name} round {rnd + 1}/{st.args.repeat}: "
+              + ", ".join(t.name for t in order), flush=True)
+        for pos, tool in enumerate(order):
+            where = prepare_run(st, tool, scen, profile, archive, content_url, tool_list)
+            if where is None:
+                st.note(f"[{profile}] {tool.name}: no complete tree for {scen.name}; skipped")
                 continue
-            if scen.mode in ("refresh", "overwrite-different"):
-                out_dir = ensure_copy(st, tool, scen, profile, archive, content_url)
-                if out_dir is None:
-                    st.note(f"{tool.name}: no complete copy for {scen.name}; skipped")
-                    st.skip_repeats.add(key)
-                    continue
-            else:
-                out_dir = fresh_dir(st.work / "out" / slug(tool.name))
-            rec = run_tool(st, tool, scen, profile, archive, content_url, rep, out_dir)
-            note = st.copy_notes.get((tool.name, scen.dataset))
-            if scen.mode in ("refresh", "overwrite-different") and note:
-                rec.note = note
+            out_dir, home = where
+            rec = run_tool(st, tool, scen, profile, archive, content_url, rnd, out_dir, home)
+            rec.round, rec.position = rnd + 1, pos + 1
             st.records.append(rec)
-            if rec.status == "timeout" or rec.wall > st.args.slow:
-                st.skip_repeats.add(key)  # bounded run time: slow runs are not repeated
-            if scen.mode == "download":
-                if keep_copies and rec.status == "ok":
-                    dest = st.work / "copies" / slug(tool.name) / scen.dataset
-                    shutil.rmtree(dest, ignore_errors=True)
-                    dest.parent.mkdir(parents=True, exist_ok=True)
-                    out_dir.rename(dest)
-                    st.copies[(tool.name, scen.dataset)] = dest
-                else:
-                    shutil.rmtree(out_dir, ignore_errors=True)
+            if scen.mode not in RERUN_MODES:
+                shutil.rmtree(out_dir, ignore_errors=True)
+                shutil.rmtree(home, ignore_errors=True)
+
+
+def scenario_profiles(scen: Scenario, profiles: list[str]) -> list[str]:
+    """Where ``scen`` runs in this run: its own profiles, else the run's first one."""
+    return [p for p in scen.profiles if p in profiles] or profiles[:1]
 
 
 # --------------------------------------------------------------------------- setup
@@ -301,15 +432,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Benchmark dandiget against dandi-cli, curl and aria2c (see BENCHMARKS.md)")
     ap.add_argument("--profiles", default=None,
                     help=f"comma-separated network profiles: {','.join(PROFILES)} "
-                         "(default: both; --smoke: loopback)")
+                         "(default: both; --smoke: loopback); each scenario runs on its own "
+                         "profiles among these, else on the first of these")
     ap.add_argument("--scenarios", default=None,
-                    help=f"comma-separated: {','.join(SCENARIOS)} (default: all)")
+                    help=f"comma-separated: {','.join(SCENARIOS)} (default: all; --smoke: "
+                         f"{','.join(SMOKE_SCENARIOS)})")
     ap.add_argument("--tools", default=None,
                     help="comma-separated: dandiget,dandi-cli,curl,aria2c (default: all; "
-                         "--smoke: dandiget,curl)")
-    ap.add_argument("--repeat", type=int, default=None, help="runs per tool (default 3)")
+                         "--smoke: dandiget,dandi-cli,curl)")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help=f"rounds: runs of every tool in every scenario (default {MIN_RUNS}, "
+                         f"--smoke 2; verdicts need {MIN_RUNS})")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="seed of the shuffled order of the tools in each round "
+                         "(default: a random one, printed and recorded)")
     ap.add_argument("--smoke", action="store_true",
-                    help="tiny corpus, one repeat, loopback only: a quick correctness check")
+                    help="tiny corpus, two rounds, loopback only: a quick correctness check of "
+                         "the harness (CI)")
     ap.add_argument("--out", type=Path, default=None,
                     help="results directory (default bench/results/<timestamp>)")
     ap.add_argument("--cache", type=Path, default=None,
@@ -318,12 +457,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where tools write (a temporary directory inside it; default $TMPDIR)")
     ap.add_argument("--timeout", type=float, default=None,
-                    help="seconds before a tool run is stopped (default 1200; smoke 60)")
-    ap.add_argument("--noop-timeout", type=float, default=None,
-                    help="the same for no-op re-runs (default: --timeout); a re-run stopped "
-                         "there still gives a lower bound of dandiget's advantage")
-    ap.add_argument("--slow", type=float, default=300,
-                    help="a run longer than this many seconds is not repeated (default 300)")
+                    help="seconds before a tool run is stopped; a stopped run counts as no "
+                         "run (default 1200; smoke 60)")
     ap.add_argument("--dandi-jobs", default="16:16",
                     help="the generous -J of the second dandi-cli configuration "
                          "(default 16:16; empty: only the default -J 6)")
@@ -336,31 +471,32 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.kind = "smoke"
         args.profiles = args.profiles or "loopback"
-        args.repeat = args.repeat or 1
+        args.repeat = args.repeat or 2
         args.timeout = args.timeout or 60
     else:
         args.kind = "full"
         args.profiles = args.profiles or ",".join(PROFILES)
-        args.repeat = args.repeat or 3
+        args.repeat = args.repeat or MIN_RUNS
         args.timeout = args.timeout or 1200
-    args.noop_timeout = args.noop_timeout or args.timeout
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(1, 1_000_000)
     args.profile_list = [p for p in args.profiles.split(",") if p]
     for p in args.profile_list:
         if p not in PROFILES:
             ap.error(f"unknown profile {p!r}")
-    names = args.scenarios.split(",") if args.scenarios else list(SCENARIOS)
+    names = (args.scenarios.split(",") if args.scenarios else
+             list(SMOKE_SCENARIOS) if args.smoke else list(SCENARIOS))
     for n in names:
         if n not in SCENARIOS:
             ap.error(f"unknown scenario {n!r}")
     args.scenario_list = [SCENARIOS[n] for n in names]
-    args.noop_profile = "loopback" if "loopback" in args.profile_list else args.profile_list[0]
     known = {"dandiget", "dandi-cli", "curl", "aria2c"}
     if args.tools:
         args.tool_set = set(args.tools.split(","))
         if args.tool_set - known:
             ap.error(f"unknown tools {sorted(args.tool_set - known)}")
     else:
-        args.tool_set = {"dandiget", "curl"} if args.smoke else set(known)
+        args.tool_set = {"dandiget", "dandi-cli", "curl"} if args.smoke else set(known)
     args.cache = args.cache or Path(os.environ.get("DANDIGET_BENCH_CACHE")
                                     or Path.home() / ".cache" / "dandiget-bench")
     if args.out is None:
@@ -441,8 +577,8 @@ def main(argv: list[str] | None = None) -> int:
             notes.append("nginx could not be installed: content is served by the test "
                          "archive's own content host (aiohttp) instead, loopback profile only")
         if "s3like" in args.profile_list and not have.get(str(ECHO_MODULE), False):
-            notes.append("the nginx echo module is missing: s3like has the 25 MB/s cap but no "
-                         "added latency")
+            notes.append("the nginx echo module is missing: s3like has the 25 MB/s cap and the "
+                         "API latency but no latency on the content host")
         tool_list = build_tools(args, notes)
 
         print(f"preparing the {args.kind} corpus in {args.cache} ...", flush=True)
@@ -460,18 +596,21 @@ def main(argv: list[str] | None = None) -> int:
         if base:
             base.mkdir(parents=True, exist_ok=True)
         work = REGISTRY.tempdir("dandiget-bench-work-", base)
-        st = State(args, args.out, work, expected, notes=notes)
+        print(f"seed of the run order: {args.seed} (--seed {args.seed} repeats it)", flush=True)
+        st = State(args, args.out, work, expected, random.Random(args.seed), notes=notes)
+        shm = Path("/dev/shm")
+        if shm.is_dir() and os.access(shm, os.W_OK):
+            st.tmpfs = REGISTRY.tempdir("dandiget-bench-tmpfs-", shm)
         profiles = args.profile_list if use_nginx else ["loopback"]
-        if args.noop_profile not in profiles:
-            args.noop_profile = profiles[0]
+        args.profile_list = profiles
         for profile in profiles:
-            scens = [s for s in args.scenario_list
-                     if s.all_profiles or profile == args.noop_profile]
+            scens = [s for s in args.scenario_list if profile in scenario_profiles(s, profiles)]
             if not scens:
                 continue
             nginx = start_nginx(corpus_root, profile) if use_nginx else None
             archive = start_archive(args.kind, args.cache, nginx.url if nginx else None,
-                                    args.out / "logs" / "archive.log")
+                                    args.out / "logs" / f"archive-{profile}.log",
+                                    api_cost="s3like" if profile == "s3like" else "none")
             content_url = nginx.url if nginx else archive.info["builtin_content_url"]
             print(f"== profile {profile}: API {archive.api_url}, content {content_url}",
                   flush=True)
@@ -499,15 +638,18 @@ def main(argv: list[str] | None = None) -> int:
         "versions": tool_versions(tool_list),
         "kind": args.kind,
         "profiles": args.profile_list,
-        "noop_profile": args.noop_profile,
         "repeat": args.repeat,
+        "min_runs": MIN_RUNS,
+        "seed": args.seed,
+        "orders": st.orders,
         "timeout_s": args.timeout,
-        "noop_timeout_s": args.noop_timeout,
-        "slow_s": args.slow,
+        "api_cost": {"s3like": S3LIKE_API.describe(), "loopback": "none"},
         "corpus": {name: {"dandiset": did, "files": len(expected[did]["files"]),
                           "bytes": expected[did]["bytes"]}
                    for name, did in corpus.DANDISETS.items()},
-        "scenarios": {s.name: {"dataset": s.dataset, "mode": s.mode, "title": s.title}
+        "scenarios": {s.name: {"dataset": s.dataset, "mode": s.mode, "title": s.title,
+                               "tree": s.tree, "tmpfs": s.tmpfs,
+                               "profiles": scenario_profiles(s, args.profile_list)}
                       for s in args.scenario_list},
         "tools": {t.name: {"kind": t.kind, "available": t.available, **t.meta}
                   for t in tool_list},
@@ -516,13 +658,14 @@ def main(argv: list[str] | None = None) -> int:
     for r in st.records:
         if r.prime and r.status != "ok":
             st.notes.append(f"[{r.profile}] {r.scenario} {r.tool}: the untimed run that makes "
-                            f"its complete copy ended {r.status}: {r.problems}")
+                            f"the tree ended {r.status}: {r.problems}")
     runs = [asdict(r) for r in st.records]
     summary = report.summarize(meta, runs)
     (args.out / "results.json").write_text(json.dumps(
         {"meta": meta, "summary": summary["rows"], "targets": summary["targets"],
          "runs": runs}, indent=1))
-    md = report.markdown(meta, summary)
+    charts = draw_charts(args, meta, runs, summary)
+    md = report.markdown(meta, summary, charts)
     (args.out / "results.md").write_text(md)
     print("\n" + md)
     print(f"results: {args.out / 'results.md'} and results.json ({elapsed:.0f} s)")
@@ -535,6 +678,18 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         return 1
     return 130 if status == "interrupted" else 0
+
+
+def draw_charts(args: argparse.Namespace, meta: dict, runs: list[dict],
+                summary: dict) -> list[str]:
+    """PNG charts next to the results (matplotlib, installed on demand: the bench extra)."""
+    if not charts_mod.ensure_matplotlib(install=not args.no_install):
+        meta["notes"].append("matplotlib is not installed (pip install -e '.[bench]'): "
+                             "no charts")
+        return []
+    paths = charts_mod.draw(meta, runs, summary["rows"], args.out)
+    print("charts: " + ", ".join(str(p) for p in paths), flush=True)
+    return [p.name for p in paths]
 
 
 if __name__ == "__main__":

@@ -277,10 +277,13 @@ def archive_python() -> str:
 
 
 def start_archive(kind: str, cache: Path, content_base: str | None, log_path: Path,
-                  timeout: float = 1800) -> Archive:
-    """The archive launcher as a child; returns once it printed its URLs."""
+                  api_cost: str = "none", timeout: float = 1800) -> Archive:
+    """The archive launcher as a child; returns once it printed its URLs.
+
+    ``api_cost="s3like"``: the API answers as slowly as the real one (``api_latency.py``).
+    """
     cmd = [archive_python(), str(BENCH_DIR / "archive_server.py"), "--kind", kind,
-           "--cache", str(cache)]
+           "--cache", str(cache), "--api-cost", api_cost]
     if content_base:
         cmd += ["--content-base", content_base]
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child

@@ -7,6 +7,7 @@ should not be there are reported too, except ``dandiset.yaml`` at the top.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -83,8 +84,12 @@ class Verdict:
                 "unexpected": len(self.extra), "problems": self.problems()}
 
 
-def verify_tree(root: Path, files: dict[str, list], workers: int = 4) -> Verdict:
-    """``files``: ``{relpath: [size, "etag"|"md5", digest, key]}`` from ``expected.json``."""
+def verify_tree(root: Path, files: dict[str, list], workers: int = 4, *,
+                check_extra: bool = True) -> Verdict:
+    """``files``: ``{relpath: [size, "etag"|"md5", digest, key]}`` from ``expected.json``.
+
+    ``check_extra=False``: other files under ``root`` are not reported (checking one file).
+    """
     v = Verdict(expected=len(files))
 
     def check(item: tuple[str, list]) -> tuple[str, str, int]:
@@ -110,7 +115,7 @@ def verify_tree(root: Path, files: dict[str, list], workers: int = 4) -> Verdict
                 v.missing.append(rel)
             else:
                 v.wrong.append(rel)
-    if root.is_dir():
+    if check_extra and root.is_dir():
         for dirpath, _dirs, names in os.walk(root):
             for name in names:
                 rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
@@ -120,3 +125,19 @@ def verify_tree(root: Path, files: dict[str, list], workers: int = 4) -> Verdict
     v.wrong.sort()
     v.extra.sort()
     return v
+
+
+def first_expected_file(root: Path, files: dict[str, list]) -> str | None:
+    """The first complete expected file under ``root`` (temporary names do not count)."""
+    if not root.is_dir():
+        return None
+    for dirpath, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not d.endswith(".dandidownload")]
+        for name in names:
+            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
+            spec = files.get(rel)
+            if spec is not None:
+                with contextlib.suppress(OSError):
+                    if os.stat(os.path.join(dirpath, name)).st_size == spec[0]:
+                        return rel
+    return None

@@ -5,14 +5,21 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import subprocess
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
 from dandiget.config import TransferConfig
 from dandiget.instances import register_instance, unregister_instance
 from dandiget.retry import RetryPolicy
+
+#: The test archive's fixtures are opt-in (installing dandiget does not load them into every
+#: pytest session); this repository's tests opt in here.
+pytest_plugins = ["dandiget.testing.pytest_plugin"]
 
 
 @contextlib.contextmanager
@@ -28,6 +35,55 @@ def mounted_tmpfs(path: Path, options: str) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["umount", str(path)], check=False)
+
+
+def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    """Poll an observable condition (what another process left on disk) until it holds.
+
+    For subprocesses, which give no other signal; inside this process wait on events (e.g.
+    a pause fault's ``wait_paused``). Fails the test after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)  # the poll interval, not a guess at how long something takes
+
+
+class LineWatcher:
+    """Reads a subprocess's text stream in a thread so a test can wait for a line."""
+
+    def __init__(self, stream: IO[str]):
+        self._stream = stream
+        self._cond = threading.Condition()
+        self._lines: list[str] = []
+        self._eof = False
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        for line in self._stream:
+            with self._cond:
+                self._lines.append(line)
+                self._cond.notify_all()
+        with self._cond:
+            self._eof = True
+            self._cond.notify_all()
+
+    def wait_for(self, needle: str, timeout: float = 60) -> bool:
+        """True once a line containing ``needle`` was read; False at EOF or timeout."""
+        def seen() -> bool:
+            return any(needle in line for line in self._lines)
+
+        with self._cond:
+            self._cond.wait_for(lambda: seen() or self._eof, timeout)
+            return seen()
+
+    def text(self) -> str:
+        """Everything read, once the stream has ended."""
+        self._thread.join(120)
+        with self._cond:
+            return "".join(self._lines)
 
 
 #: Retries without the production back-off, so fault tests stay fast.

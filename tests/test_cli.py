@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def test_json_format(text_archive, tmp_path) -> None:
 def test_json_errors_and_exit_code(text_archive, tmp_path) -> None:
     url = f"{text_archive.api_url}/dandisets/000001/"
     assert run_cli("download", url, "-o", str(tmp_path), "-f", "json").returncode == 0
+    shutil.rmtree(tmp_path / ".dandiget")  # files dandiget did not record are not its own
     r = run_cli("download", url, "-o", str(tmp_path), "-f", "json")
     assert r.returncode == 1
     summary = json.loads(r.stdout.splitlines()[-1])
@@ -134,16 +136,13 @@ def test_ctrl_c_exits_130_and_rerun_completes(archive_factory, tmp_path) -> None
 
     archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
         identifier="000008", assets=[BlobSpec(path="big.bin", size=40 * MiB, seed=5)])]))
-    archive.inject(r"/blobs/", host="content", rate=4 * MiB)
+    # the request covering byte 1 MiB is held there: the transfer is surely under way
+    pause = archive.inject(r"/blobs/", host="content", pause_at=MiB)
     url = f"{archive.api_url}/dandisets/000008/"
     proc = subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
                              str(tmp_path), "-f", "plain"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not (
-            list((tmp_path / "000008").glob(".big.bin*"))
-            and any("/blobs/" in q.path for q in archive.requests if q.host == "content")):
-        time.sleep(0.05)  # a subprocess gives no other signal than what it leaves behind
+    assert pause.wait_paused(timeout=60), "the download never reached the blob"
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -168,16 +167,16 @@ def test_verify_and_status(text_archive, tmp_path) -> None:
     p.write_bytes(b"BANANA\n")
     os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
     r = run_cli("verify", str(tmp_path / "000001"), url)
-    assert r.returncode == 1 and "MISMATCH subdir2/banana.txt" in r.stdout
+    assert r.returncode == 1 and "DIFFERENT subdir2/banana.txt: dandi-etag" in r.stdout
     r = run_cli("verify", str(tmp_path / "000001"))  # offline, from the local state
-    assert r.returncode == 1 and "MISMATCH subdir2/banana.txt" in r.stdout
+    assert r.returncode == 1 and "DIFFERENT subdir2/banana.txt: dandi-etag" in r.stdout
     text_archive.remove_asset("000001", "file.txt")
     text_archive.add_blob("000001", "new.txt", b"new\n")
     r = run_cli("status", url, "-o", str(tmp_path), "--json")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # something differs
     found = json.loads(r.stdout)
-    assert "NEW new.txt" in found["details"] and "DELETED file.txt" in found["details"]
-    assert found["unverified"] == 1  # the banana we touched
+    assert "MISSING new.txt" in found["details"] and "EXTRA file.txt" in found["details"]
+    assert found["ok"] == 3  # the banana keeps its size and mtime: status reads no byte
 
 
 def test_state_is_ignored_by_sync_scan(text_archive, tmp_path) -> None:

@@ -8,7 +8,7 @@ import math
 import random
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from dandiget.digests import (
@@ -16,6 +16,7 @@ from dandiget.digests import (
     EMPTY_ZARR_CHECKSUM,
     DandiETag,
     MiB,
+    PartRule,
     TiB,
     ZarrEntryDigest,
     dandi_etag_bytes,
@@ -72,18 +73,27 @@ def test_part_size_rule(size: int) -> None:
     assert p == 64 * MiB or math.ceil(size / (64 * MiB)) >= 10_000
 
 
-@settings(max_examples=30, deadline=None)
-@given(st.binary(max_size=3000), st.lists(st.integers(1, 700), max_size=8))
-def test_streaming_matches_reference(data: bytes, cuts: list[int]) -> None:
-    # a tiny part size exercises part boundaries inside one update
-    h = DandiETag(len(data))
-    h._parts = [p for p in etag_parts(len(data))]
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3000), st.randoms(use_true_random=False), st.integers(1, 97),
+       st.lists(st.integers(1, 700), max_size=8))
+@example(1000, random.Random(0), 7, [3, 10, 500])
+def test_streaming_matches_reference(size: int, rnd: random.Random, part: int,
+                                     cuts: list[int]) -> None:
+    # a tiny part size: a few hundred bytes span many parts, and the cuts of ``update``
+    # fall both inside parts and across their boundaries
+    data = rnd.randbytes(size)
+    rule = PartRule(part_size=part, max_parts=10**9)
+    assert len(etag_parts(size, rule)) == math.ceil(size / part)
+    h = DandiETag(size, rule)
     pos = 0
     for c in cuts:
         h.update(data[pos:pos + c])
         pos += c
     h.update(data[pos:])
-    assert h.hexdigest() == reference_etag(data, 64 * MiB)
+    expected = reference_etag(data, part)
+    assert expected.endswith(f"-{math.ceil(size / part)}")
+    assert h.hexdigest() == expected
+    assert dandi_etag_bytes(data, rule) == expected
 
 
 def test_streaming_across_real_parts(tmp_path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,11 @@ def test_download_dandiset(text_archive, tmp_path: Path) -> None:
 def test_existing_modes(text_archive, dandi_url, tmp_path: Path) -> None:
     url = f"{dandi_url}/000001"
     get(url, tmp_path)
+    # files dandiget downloaded and verified, untouched since, are "already downloaded" ...
+    r = get(url, tmp_path)
+    assert r.ok and r.count("skipped") == 5 and r.files_downloaded == 0
+    # ... but without that record, an existing file is dandi-cli's error
+    shutil.rmtree(tmp_path / ".dandiget")
     with pytest.raises(DownloadFailed, match=r"Encountered 4 errors while downloading\."):
         get(url, tmp_path)
     with pytest.raises(FileExistsError):

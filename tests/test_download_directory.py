@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dandiget import download_directory
-from dandiget.download_directory import DOWNLOAD_SUFFIX, DownloadDirectory
+from dandiget.compat import download_directory
+from dandiget.compat.download_directory import DOWNLOAD_SUFFIX, DownloadDirectory
 
 
 def _try_to_lock(target: str) -> str:

@@ -4,6 +4,7 @@ truncated or unverified file at a final path."""
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from dandiget.download import download
 from dandiget.errors import DownloadFailed
 from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec
 
-from .conftest import FAST
+from .conftest import FAST, LineWatcher, wait_until
 
 BIG = 70 * MiB  # two dandi-etag parts: exercises parallel Range parts
 
@@ -101,26 +102,24 @@ def test_kill_9_then_resume(big_archive, tmp_path) -> None:
     import signal
     import subprocess
     import sys
-    import time
 
-    big_archive.inject(r"/blobs/", host="content", rate=8 * MiB)  # slow enough to interrupt
+    # the first part (64 MiB) goes through; the request reaching into the second is held
+    pause = big_archive.inject(r"/blobs/", host="content", pause_at=BIG - MiB)
     env = {**os.environ, "DANDIGET_EXTRA_INSTANCES":
            f'{{"{big_archive.instance.name}": {{"api": "{big_archive.api_url}"}}}}'}
     proc = subprocess.Popen(
         [sys.executable, "-m", "dandiget.cli", "download", url(big_archive), "-o",
          str(tmp_path), "-f", "plain"], env=env, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL)
-    journal = None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        journals = list((tmp_path / "000004").glob(".big.bin.*.json"))
-        if journals:
-            journal = journals[0]
-            break
-        time.sleep(0.05)
+    assert pause.wait_paused(timeout=60)
+
+    def journal_with_a_part() -> bool:
+        return any(json.loads(p.read_text() or "{}").get("parts")
+                   for p in (tmp_path / "000004").glob(".big.bin.*.json"))
+
+    wait_until(journal_with_a_part, "a finished part in the journal before the kill")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert journal is not None, "a finished part must be journalled before the kill"
     assert not (tmp_path / "000004" / "big.bin").exists()
     big_archive.clear_faults()
     big_archive.clear_requests()
@@ -200,22 +199,25 @@ def test_two_processes_same_output(big_archive, tmp_path) -> None:
     import os
     import subprocess
     import sys
-    import time
 
-    big_archive.inject(r"/blobs/", host="content", rate=2 * MiB)  # ~2 s for the big file
+    pause = big_archive.inject(r"/blobs/", host="content", pause_at=MiB)
     env = {**os.environ, "DANDIGET_EXTRA_INSTANCES":
            f'{{"{big_archive.instance.name}": {{"api": "{big_archive.api_url}"}}}}'}
     cmd = [sys.executable, "-m", "dandiget.cli", "download", url(big_archive), "-o",
            str(tmp_path), "-f", "plain", "-e", "refresh"]
     first = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not list((tmp_path / "000004").glob(".big.bin*")):
-        time.sleep(0.02)  # the first process holds the lock and is mid-download
-    second = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+    assert pause.wait_paused(timeout=60)  # the first process holds the lock, mid-download
+    second = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    assert second.stderr is not None
+    err = LineWatcher(second.stderr)
+    waiting = err.wait_for("Waiting for another dandiget process", timeout=60)
+    pause.release()  # only now may the first one finish
     _, err1 = first.communicate(timeout=120)
-    _, err2 = second.communicate(timeout=120)
+    second.wait(timeout=120)
+    err2 = err.text()
+    assert waiting, err2
     assert first.returncode == 0, err1
     assert second.returncode == 0, err2
     assert "Waiting for another dandiget process" in err2

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dandiget import progress
-from dandiget.progress import (
+from dandiget.compat import progress
+from dandiget.compat.progress import (
     DLState,
     DownloadProgress,
     ItemsSummary,

@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from dandiget.errors import FailedToConnectError, NotFoundError, UnknownURLError
+from dandiget.errors import ConnectError, FailedToConnectError, NotFoundError, UnknownURLError
 from dandiget.instances import Instance, known_instances, register_instance, unregister_instance
 from dandiget.resolve import (
     ACCEPTED_PATTERNS,
@@ -790,19 +790,23 @@ async def test_retry_503_exhausted(serve: Callable[[Handler], Awaitable[str]]) -
 async def test_retry_on_timeout(serve: Callable[[Handler], Awaitable[str]]) -> None:
     rec = Recorder()
     base = ""
+    never = asyncio.Event()  # set only when the test is over
 
     async def handler(request: web.Request) -> web.StreamResponse:
         rec(request)
         if request.path == "/slow":
             if rec.count("HEAD", "/slow") == 1:
-                await asyncio.sleep(2)
+                await never.wait()  # the first attempt gets no answer: only a timeout ends it
             raise web.HTTPFound(f"{base}/dandiset/000006")
         if request.path == "/server-info":
             return web.json_response(info_json(f"{base}/api", base))
         return web.Response()
 
     base = await serve(handler)
-    parsed = await resolve_url(f"{base}/slow", retry=FAST, timeout=0.3)
+    try:
+        parsed = await resolve_url(f"{base}/slow", retry=FAST, timeout=0.3)
+    finally:
+        never.set()
     assert parsed.dandiset_id == "000006"
     assert rec.count("HEAD", "/slow") == 2
 
@@ -860,12 +864,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_connection_error_exhausted() -> None:
-    url = f"http://127.0.0.1:{free_port()}/short"
+async def test_refused_connection_fails_fast() -> None:
+    """A host that refuses and never answered is not retried: one line, host and cause."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/short"
+    t0 = time.monotonic()
     with pytest.raises(FailedToConnectError) as excinfo:
-        await resolve_url(url, retry=FAST)
-    assert str(excinfo.value) == f"HEAD request to {url} failed with 3 attempts"
-    assert isinstance(excinfo.value.__cause__, aiohttp.ClientConnectionError)
+        await resolve_url(url, retry=RetryPolicy(attempts=5, base_delay=2))
+    assert time.monotonic() - t0 < 1.5  # no back-off sleep happened
+    assert str(excinfo.value) == f"cannot connect to 127.0.0.1:{port}: connection refused"
+    assert isinstance(excinfo.value, ConnectError)
 
 
 async def test_server_info_fallback_to_api_info(

@@ -3,10 +3,10 @@
 The package is laid out along the data flow of a download::
 
     resolve  -> list     -> plan  -> transfer -> verify  -> commit  -> report
-    resolve.py  listing.py  plan.py  transfer.py digests.py commit.py  events.py/report.py
+    resolve/    listing.py  plan.py  transfer.py digests.py commit.py  events.py/report.py
 
 ``engine.py`` wires the stages together; ``download.py`` is the dandi-cli compatible
-surface; ``cli.py`` is the command line; ``testing/`` is a DANDI-compatible test archive.
+surface (its adapters live in ``compat/``); ``cli.py`` is the command line; ``testing/`` is a DANDI-compatible test archive.
 """
 
 from __future__ import annotations

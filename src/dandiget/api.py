@@ -1,10 +1,10 @@
-"""The Archive's REST API as the engine needs it: JSON with retries, pagination, auth.
+"""The Archive's REST API as the engine needs it: JSON documents, pagination, auth.
 
-Policy lives here (retry, timeouts, when to authenticate); aiohttp is the transport.
-Authentication is reactive, as in dandi-cli: requests go out anonymously until the server
-answers 401, because a stale token makes *every* request fail (archive-api §4). The token
-is attached per request and only to URLs on the API's own origin, never to the content
-host or to a redirect target.
+Every request goes through the one executor (:mod:`dandiget.requests`), which owns retries,
+timeouts and the auth rule. Authentication is reactive, as in dandi-cli: requests go out
+anonymously until the server answers 401, because a stale token makes *every* request fail
+(archive-api §4). The token is attached only to URLs on the API's own origin, never to the
+content host, a redirect target elsewhere or a ``next`` link naming another host.
 """
 
 from __future__ import annotations
@@ -13,34 +13,36 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import aiohttp
 
-from .errors import AuthenticationError, FailedToConnectError, HTTPError, NotFoundError
+from .errors import (
+    AuthenticationError,
+    ConnectError,
+    HTTPError,
+    NotFoundError,
+    ResponseError,
+    TransportError,
+)
 from .instances import Instance
-from .retry import RetryPolicy, parse_retry_after
+from .requests import ApiAuth, Requester, display_url, origin, redact
+from .retry import RetryPolicy
 
 log = logging.getLogger("dandiget")
 
-#: Transport-level failures that are always worth another attempt.
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    aiohttp.ClientConnectionError,
-    aiohttp.ClientPayloadError,
-    aiohttp.ClientResponseError,  # protocol errors (e.g. a bad status line); we never raise_for_status
-    asyncio.TimeoutError,
-)
-
 USER_AGENT = "dandiget"
 
+__all__ = ["ApiClient", "find_api_key", "origin", "redact"]
 
-def origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) of a URL, with default ports made explicit."""
-    parts = urlsplit(url)
-    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), port
+#: Statuses that, on a ``metadata=true`` asset page, mean "this page was too expensive": the
+#: Archive's workers are cut off after 15-30 s and the router answers 5xx (archive-api §6).
+PAGE_TOO_BIG = frozenset({500, 502, 503, 504})
+#: Asset pages are not shrunk below this many rows (then the normal retries apply).
+MIN_ASSET_PAGE = 10
+
 
 
 def find_api_key(instance: Instance) -> str | None:
@@ -52,22 +54,18 @@ def find_api_key(instance: Instance) -> str | None:
         value = os.environ.get(var)
         if value:
             return value.strip()
-    try:  # optional: only when the user has a keyring configured
+    try:  # the optional ``dandiget[keyring]`` extra
         import keyring
-
+    except ImportError:
+        log.warning("No API key in %s or DANDI_API_KEY, and the system keyring cannot be read: "
+                    "pip install 'dandiget[keyring]' to use it", instance.api_key_env)
+        return None
+    try:
         value = keyring.get_password(f"dandi-api-{instance.name}", "key")
-        if value:
-            return str(value)
-    except Exception:  # keyring missing or misconfigured: not an error for open data
-        pass
-    return None
-
-
-def redact(text: str, token: str | None) -> str:
-    """Remove a secret from text that may end up in a log, record or exception."""
-    if token and token in text:
-        return text.replace(token, "<redacted>")
-    return text
+    except Exception as e:  # no usable keyring backend: not an error for open data
+        log.debug("keyring lookup failed: %s", e)
+        return None
+    return str(value) if value else None
 
 
 class ApiClient:
@@ -82,15 +80,27 @@ class ApiClient:
         timeout: aiohttp.ClientTimeout | None = None,
         token: str | None = None,
         max_pages: int = 1_000_000,
+        requester: Requester | None = None,
     ):
         self.instance = instance
         self.session = session
-        self.retry = retry or RetryPolicy()
-        self.timeout = timeout or aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120)
-        self.token = token
+        self.retry = retry or (requester.policy if requester else RetryPolicy())
+        self.requester = requester or Requester(session, self.retry)
+        self.timeout = timeout or aiohttp.ClientTimeout(
+            total=None, sock_connect=self.requester.timeout.sock_connect, sock_read=120)
+        self.auth = ApiAuth(instance.api, token, lambda: find_api_key(instance))
         self.max_pages = max_pages
-        self._api_origin = origin(instance.api)
-        self._auth_lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"ApiClient({self.instance.api!r}, {self.auth!r})"
+
+    @property
+    def token(self) -> str | None:
+        return self.auth.token
+
+    @token.setter
+    def token(self, value: str | None) -> None:
+        self.auth.token = value
 
     # ------------------------------------------------------------------ helpers
 
@@ -102,79 +112,46 @@ class ApiClient:
 
     def auth_headers(self, url: str) -> dict[str, str]:
         """The Authorization header, but only for URLs on the API's own origin."""
-        if self.token and origin(url) == self._api_origin:
-            return {"Authorization": f"token {self.token}"}
-        return {}
+        return self.auth.headers_for(url)
 
     async def authenticate(self) -> bool:
         """Pick up an API key after a 401. Returns False when there is none to try."""
-        async with self._auth_lock:
-            if self.token:
-                return True
-            key = find_api_key(self.instance)
-            if not key:
-                return False
-            self.token = key
-            return True
+        return await self.auth.authenticate()
 
     # ------------------------------------------------------------------ requests
 
-    async def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
-        """GET a JSON document, retrying transient failures; 401 triggers authentication."""
+    async def get_json(self, path: str, params: Mapping[str, Any] | None = None, *,
+                       attempts: int | None = None) -> Any:
+        """GET a JSON document; 401 triggers authentication.
+
+        ``attempts`` overrides the retry budget (a listing that would rather shrink its page
+        than wait out a slow one passes a small number).
+        """
         url = self.url(path)
         if params:
             url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
-        attempt = 0
-        tried_auth = False
-        while True:
-            attempt += 1
+
+        async def parse(resp: aiohttp.ClientResponse) -> Any:
+            body = await resp.read()
             try:
-                async with self.session.get(
-                    url,
-                    headers={"Accept": "application/json", **self.auth_headers(url)},
-                    timeout=self.timeout,
-                ) as resp:
-                    status = resp.status
-                    body = await resp.read()
-                    retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-            except TRANSIENT_ERRORS as e:
-                if attempt >= self.retry.attempts:
-                    raise FailedToConnectError(
-                        f"GET {url} failed after {attempt} attempts: {_describe(e)}"
-                    ) from e
-                delay = self.retry.delay(attempt)
-                log.debug("GET %s: %s; retrying in %.1fs", url, _describe(e), delay)
-                await asyncio.sleep(delay)
-                continue
-            if 200 <= status < 300:
-                try:
-                    return json.loads(body)
-                except ValueError as e:
-                    if attempt < self.retry.attempts:
-                        await asyncio.sleep(self.retry.delay(attempt))
-                        continue
-                    raise HTTPError(
-                        f"GET {url} returned invalid JSON: {body[:200]!r}", status=status, url=url
-                    ) from e
-            if status == 401 and not tried_auth and not self.token:
-                tried_auth = True
-                if await self.authenticate():
-                    attempt -= 1
-                    continue
-            if self.retry.is_retryable_status(status) and attempt < self.retry.attempts:
-                delay = self.retry.delay(attempt, retry_after)
-                log.debug("GET %s: HTTP %d; retrying in %.1fs", url, status, delay)
-                await asyncio.sleep(delay)
-                continue
-            raise self._error(status, url, body)
+                return json.loads(body)
+            except ValueError:
+                raise ResponseError(f"GET {display_url(url)} returned invalid JSON: "
+                                    f"{redact(repr(body[:200]), self.token)}",
+                                    url=display_url(url)) from None
+
+        return await self.requester.send(
+            "GET", url, parse, headers={"Accept": "application/json"}, auth=self.auth,
+            follow_redirects=True, attempts=attempts, timeout=self.timeout, error=self._error)
 
     def _error(self, status: int, url: str, body: bytes) -> HTTPError:
-        text = redact(body[:1024].decode("utf-8", "replace"), self.token)
+        text = redact(" ".join(body[:1024].decode("utf-8", "replace").split()), self.token)
+        url = redact(url, self.token)
         msg = f"Error {status} while sending GET request to {url}: {text}"
         if status == 401:
             if self.token:
                 return AuthenticationError(
-                    f"{msg}\nThe API key in use was rejected by {self.instance.api}.",
+                    f"{msg}. The API key in use was rejected by {self.instance.api}.",
                     status=status, url=url)
             return AuthenticationError(
                 f"{url} requires authentication (embargoed data?). Set "
@@ -182,7 +159,7 @@ class ApiClient:
                 f"{self.instance.api}.", status=status, url=url)
         if status == 403:
             return AuthenticationError(
-                f"{msg}\nYou do not have access to this resource.", status=status, url=url)
+                f"{msg}. You do not have access to this resource.", status=status, url=url)
         if status == 404:
             return _NotFoundHTTP(msg, status=status, url=url)
         return HTTPError(msg, status=status, url=url)
@@ -270,11 +247,95 @@ class ApiClient:
                 f"{self.instance.upper_name}:{dandiset_id}/{version}"
             ) from None
 
-    def iter_assets(self, dandiset_id: str, version: str, *, page_size: int = 1000,
-                    **filters: str) -> AsyncIterator[dict[str, Any]]:
-        """Every asset of a version with its full metadata, in path order, 1000 a page."""
-        params = {"metadata": "true", "order": "path", "page_size": str(page_size), **filters}
-        return self.paginate(f"dandisets/{dandiset_id}/versions/{version}/assets/", params)
+    async def asset_pages(self, dandiset_id: str, version: str, *, page_size: int = 1000,
+                          **filters: str) -> AsyncGenerator[dict[str, Any], None]:
+        """The pages of a version's asset listing (full metadata, path order), one pass.
+
+        Pages are addressed by number, not by following ``next``, so that the page size can
+        adapt: a ``metadata=true`` page the server cannot produce in time (5xx, timeout) is
+        asked for again as smaller pages covering the same rows (page p of size s is pages
+        2p-1 and 2p of size s/2), instead of retrying the same doomed request. The first try
+        of each size fails fast; at :data:`MIN_ASSET_PAGE` rows the normal retries apply.
+        The size never grows back within a listing. One page is requested ahead.
+        """
+        path = f"dandisets/{dandiset_id}/versions/{version}/assets/"
+        size = max(1, min(int(page_size), 1000))
+        seen: set[str] = set()
+        pages = 0
+
+        async def fetch(offset: int, size: int) -> tuple[dict[str, Any], int]:
+            nonlocal pages
+            while True:
+                params = {"metadata": "true", "order": "path", **filters,
+                          "page": str(offset // size + 1), "page_size": str(size)}
+                key = urlencode(sorted(params.items()))
+                if key in seen:
+                    raise HTTPError(f"Pagination loop: {self.url(path)}?{key} was already "
+                                    "requested", url=self.url(path))
+                seen.add(key)
+                pages += 1
+                if pages > self.max_pages:
+                    raise HTTPError(f"More than {self.max_pages} pages from {path}",
+                                    url=self.url(path))
+                try:
+                    page = await self.get_json(path, params, attempts=1)
+                except (HTTPError, TransportError) as e:
+                    status = getattr(e, "status", None)
+                    # A 5xx without Retry-After or a timeout: the page cost too much. A
+                    # Retry-After is the server asking for patience, not a smaller page.
+                    cut_off = (status in PAGE_TOO_BIG and getattr(e, "retry_after", None) is None
+                               ) or (isinstance(e, TransportError)
+                                     and not isinstance(e, ConnectError))
+                    if size > MIN_ASSET_PAGE and cut_off:
+                        smaller = size // 2
+                        while offset % smaller:
+                            smaller -= 1
+                        log.info("Asset page of %d rows failed (%s); asking for %d rows a page",
+                                 size, status or "no answer", smaller)
+                        size = smaller
+                        continue
+                    if status is not None and not self.retry.is_retryable_status(status):
+                        raise
+                    seen.discard(key)
+                    page = await self.get_json(path, params)  # the whole retry policy
+                if not isinstance(page, dict) or not isinstance(page.get("results"), list):
+                    raise HTTPError(f"Unexpected page shape from {path}", url=self.url(path))
+                return page, size
+
+        offset = 0
+        pending: asyncio.Task[tuple[dict[str, Any], int]] | None = asyncio.ensure_future(
+            fetch(0, size))
+        try:
+            while pending is not None:
+                page, size = await pending
+                pending = None
+                n = len(page["results"])
+                offset += n
+                if page.get("next"):
+                    if n == 0:
+                        raise HTTPError(f"Pagination loop: an empty page of {path} links to "
+                                        "a next one", url=self.url(path))
+                    if n != size:  # the server pages by another size than we asked for
+                        if offset % n:
+                            raise HTTPError(f"Inconsistent page of {n} rows (asked {size}) "
+                                            f"from {path}", url=self.url(path))
+                        size = n
+                    pending = asyncio.ensure_future(fetch(offset, size))
+                yield page
+        finally:
+            if pending is not None and not pending.done():
+                pending.cancel()
+                await asyncio.gather(pending, return_exceptions=True)
+
+    async def iter_assets(self, dandiset_id: str, version: str, *, page_size: int = 1000,
+                          **filters: str) -> AsyncIterator[dict[str, Any]]:
+        """Every asset of a version with its full metadata, in path order (one pass; see
+        :func:`dandiget.listing.iter_selected_assets` for a listing checked for drafts
+        that change meanwhile)."""
+        async for page in self.asset_pages(dandiset_id, version, page_size=page_size,
+                                           **filters):
+            for item in page["results"]:
+                yield item
 
     def iter_zarr_files(self, zarr_id: str, *, limit: int = 1000
                         ) -> AsyncIterator[dict[str, Any]]:
@@ -284,13 +345,3 @@ class ApiClient:
 
 class _NotFoundHTTP(HTTPError):
     """A 404 from the API, translated into NotFoundError by the resource methods."""
-
-
-def _describe(e: BaseException) -> str:
-    """A short, single-line description of a transport error."""
-    if isinstance(e, asyncio.TimeoutError):
-        return "timed out"
-    text = " ".join(str(e).split())
-    if len(text) > 300:
-        text = text[:300] + "..."
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__

@@ -19,10 +19,31 @@ log = logging.getLogger("dandiget")
 DOWNLOAD_KINDS = ("assets", "dandiset.yaml", "all")
 
 
-def _setup_logging(level: str) -> None:
+class LogLevel(click.ParamType):
+    """A level name (DEBUG, info, ...) or, as dandi-cli accepts, a number (``-l 10``)."""
+
+    name = "LEVEL"
+    NAMES = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int:
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        if text.upper() in self.NAMES:
+            return int(getattr(logging, text.upper()))
+        self.fail(f"{value!r} is not a log level: use one of {', '.join(self.NAMES)} "
+                  "(any case) or a number such as 10", param, ctx)
+
+
+def _setup_logging(level: int) -> None:
     logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s [%(levelname)-8s] %(name)s %(process)d:%(thread)d %(message)s",
+        level=level,
+        # dandi-cli's console format: at 80 columns, process and thread ids only crowd out
+        # the message (-l DEBUG keeps the logger name, which says which library spoke)
+        format=("%(asctime)s [%(levelname)-8s] %(name)s %(message)s" if level <= logging.DEBUG
+                else "%(asctime)s [%(levelname)-8s] %(message)s"),
         datefmt="%Y-%m-%d %H:%M:%S",
         stream=sys.stderr,
     )
@@ -33,10 +54,11 @@ def _setup_logging(level: str) -> None:
 @click.group()
 @click.version_option(__version__, prog_name="dandiget")
 @click.option("-l", "--log-level", envvar="DANDI_LOG_LEVEL", default="INFO", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
-                                case_sensitive=False),
-              help="Log level (also DANDI_LOG_LEVEL). Logs go to stderr; no log files are kept.")
-def main(log_level: str) -> None:
+              type=LogLevel(),
+              help="Log level: DEBUG, INFO, WARNING, ERROR, CRITICAL or a number (10 = DEBUG), "
+                   "as dandi-cli takes it (also DANDI_LOG_LEVEL). Logs go to stderr; no log "
+                   "files are kept.")
+def main(log_level: int) -> None:
     """Fast, verified, resumable downloads from the DANDI Archive."""
     _setup_logging(log_level)
 
@@ -102,11 +124,13 @@ class DownloadKinds(click.ParamType):
 @click.option("--dry-run", is_flag=True,
               help="Resolve, list and plan; print what would be downloaded, skipped and "
                    "deleted; write nothing.")
+@click.option("--ignore-free-space", is_flag=True,
+              help="Start even if the output folder's filesystem seems too small.")
 @click.argument("url", nargs=-1)
 def download(output_dir: str, existing: str, fmt: str, path_type: str,
              jobs: tuple[int, int | None], download_kinds: set[str], preserve_tree: bool,
              sync: str | None, zarr_filters: tuple[str, ...], dandi_instance: str | None,
-             dry_run: bool, url: tuple[str, ...]) -> None:
+             dry_run: bool, ignore_free_space: bool, url: tuple[str, ...]) -> None:
     """Download files, folders, Zarrs or whole Dandisets from a DANDI archive.
 
     URL can be any form dandi download accepts: DANDI:000027[/VERSION],
@@ -131,6 +155,7 @@ def download(output_dir: str, existing: str, fmt: str, path_type: str,
             path_type=PathType(path_type),
             dry_run=dry_run,
             zarr=zarr_filters,
+            ignore_free_space=ignore_free_space,
         )
     except KeyboardInterrupt:
         click.echo("Interrupted. Partial downloads are kept and resume on the next run.",
@@ -198,8 +223,12 @@ def _print_findings(found: object, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def verify(path: str, url: str | None, as_json: bool) -> None:
     """Re-hash a local copy and compare it with the server (URL) or, offline, with the
-    digests dandiget recorded when it downloaded each file. Exit 1 on any mismatch,
-    missing or extra file."""
+    digests dandiget recorded when it downloaded each file.
+
+    PATH is the folder given to `download -o` (or the dandiset's folder in it). Reports
+    DIFFERENT, MISSING, EXTRA and UNVERIFIED assets (a Zarr is one); exits 1 when anything
+    differs, 0 when the copy matches.
+    """
     from .inspect import verify as do_verify
 
     try:
@@ -217,8 +246,12 @@ def verify(path: str, url: str | None, as_json: bool) -> None:
               type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(url: str, output_dir: str, as_json: bool) -> None:
-    """What a download of URL into the output folder would change (new, modified,
-    deleted), from the listing and the local state only: no file is read."""
+    """What `download URL -o OUTPUT_DIR -e refresh --sync` would change, from the listing,
+    file sizes and times and the local state: no file is read (`verify` reads them).
+
+    Same words as `verify`: DIFFERENT, MISSING, EXTRA. Exits 1 when anything differs (like
+    `git diff --exit-code`), 0 when the copy is up to date.
+    """
     from .inspect import status as do_status
 
     try:
@@ -226,11 +259,14 @@ def status(url: str, output_dir: str, as_json: bool) -> None:
     except Exception as e:
         raise click.ClickException(str(e)) from e
     _print_findings(found, as_json)
+    if not found.clean:
+        sys.exit(1)
 
 
 @main.command()
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
-              help="Where to download the demo dandiset (default: a new temporary folder).")
+              help="Where to download the demo dandiset and keep it (default: a temporary "
+                   "folder, removed at the end).")
 @click.option("-f", "--format", "fmt", default="pyout", show_default=True,
               type=click.Choice([f.value for f in DownloadFormat]))
 def demo(output_dir: str | None, fmt: str) -> None:
@@ -240,31 +276,40 @@ def demo(output_dir: str | None, fmt: str) -> None:
     (> 64 MiB) file and a Zarr; downloads it with the live display, verifies every byte,
     then runs again to show an instant no-op re-run.
     """
+    import shutil
     import tempfile
 
     from .download import download as do_download
     from .instances import register_instance
     from .testing import TestArchive, demo_spec
 
+    temporary = output_dir is None
     out = Path(output_dir or tempfile.mkdtemp(prefix="dandiget-demo-"))
     out.mkdir(parents=True, exist_ok=True)
-    with TestArchive(demo_spec()) as archive:
-        register_instance(archive.instance)
-        url = f"dandi://{archive.instance.name}/000001@draft"
-        click.echo(f"Test archive API at {archive.api_url}, content at {archive.content_url}")
-        click.echo(f"$ dandiget download {url} -o {out}")
-        try:
-            first = do_download(url, out, format=DownloadFormat(fmt))
-            click.echo(f"$ dandiget download {url} -o {out} --existing refresh")
-            again = do_download(url, out, format=DownloadFormat(fmt),
-                                existing=DownloadExisting.REFRESH)
-        except DownloadFailed as e:
-            click.echo(f"Error: {e}", err=True)
-            sys.exit(1)
-    click.echo(f"Downloaded {first.files_downloaded} files "
-               f"({first.bytes_downloaded:,} bytes, every byte verified) into {out / '000001'} "
-               f"in {first.duration:.1f} s; the re-run skipped {again.files_skipped} "
-               f"assets in {again.duration:.2f} s.")
+    try:
+        with TestArchive(demo_spec()) as archive:
+            register_instance(archive.instance)
+            url = f"dandi://{archive.instance.name}/000001@draft"
+            click.echo(f"Test archive API at {archive.api_url}, content at {archive.content_url}")
+            click.echo(f"$ dandiget download {url} -o {out}")
+            try:
+                first = do_download(url, out, format=DownloadFormat(fmt))
+                click.echo(f"$ dandiget download {url} -o {out} --existing refresh")
+                again = do_download(url, out, format=DownloadFormat(fmt),
+                                    existing=DownloadExisting.REFRESH)
+            except DownloadFailed as e:
+                click.echo(f"Error: {e}", err=True)
+                sys.exit(1)
+        n = first.count("downloaded")
+        click.echo(f"Downloaded {n} file{'' if n == 1 else 's'} "
+                   f"({first.bytes_downloaded:,} bytes, every byte verified) into "
+                   f"{out / '000001'} in {first.duration:.1f} s; the re-run skipped "
+                   f"{again.count('skipped')} in {again.duration:.2f} s.")
+    finally:
+        if temporary:  # the demo's ~72 MB are not worth keeping unless asked for
+            shutil.rmtree(out, ignore_errors=True)
+    if temporary:
+        click.echo(f"Removed {out} (use -o DIR to keep the files).")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,9 +33,15 @@ class TransferConfig:
     parts_per_file: int = 16
     #: Read size from the socket.
     chunk_size: int = field(default_factory=lambda: _env_int("DANDI_MAX_CHUNK_SIZE", 1 * MiB))
-    connect_timeout: float = 30.0
-    #: Seconds without a single byte before a transfer is considered stalled.
+    #: Seconds to establish a connection (a host that never answered gets two tries).
+    connect_timeout: float = 10.0
+    #: Seconds without a single byte before a transfer is considered stalled, at most.
     read_timeout: float = 60.0
+    #: A content response that sends nothing for this long, before the run has seen how
+    #: fast the content host answers, is stalled (and resumed by another request).
+    stall_initial: float = 8.0
+    #: Lower bound of the learnt stall deadline (20x the slowest recent wait for a body).
+    stall_floor: float = 5.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Entries per Zarr listing page (the server caps at 1000).
     zarr_page_size: int = 1000

@@ -43,16 +43,33 @@ ZARR_EXCLUDED = frozenset({".dandi", ".datalad", ".git", ".gitattributes", ".git
 _READ_CHUNK = 4 * MiB
 
 
-def etag_part_size(size: int) -> int:
+@dataclass(frozen=True)
+class PartRule:
+    """How dandischema lays out parts: ``part_size`` bytes each, unless that would need
+    ``max_parts`` parts or more; then ``ceil(size / max_parts)``.
+
+    The Archive's rule is :data:`S3_PARTS`; the parameters exist so tests can use a tiny
+    rule under which small inputs cross part boundaries (and reach the ``max_parts`` clause).
+    """
+
+    part_size: int = DEFAULT_PART_SIZE
+    max_parts: int = MAX_PARTS
+
+
+S3_PARTS = PartRule()
+
+
+def etag_part_size(size: int, rule: PartRule = S3_PARTS) -> int:
     """The part size dandischema would use for an object of ``size`` bytes."""
     if size < 0:
         raise ValueError(f"negative size: {size}")
     if size > MAX_OBJECT_SIZE:
         raise ValueError(f"{size} bytes is larger than the S3 maximum object size")
-    part = DEFAULT_PART_SIZE
-    if -(-size // part) >= MAX_PARTS:
-        part = -(-size // MAX_PARTS)
-    if size and not (MIN_PART_SIZE <= part <= MAX_PART_SIZE):  # pragma: no cover - unreachable
+    part = rule.part_size
+    if -(-size // part) >= rule.max_parts:
+        part = -(-size // rule.max_parts)
+    if (size and rule == S3_PARTS
+            and not (MIN_PART_SIZE <= part <= MAX_PART_SIZE)):  # pragma: no cover - unreachable
         raise ValueError(f"part size {part} out of S3 bounds")
     return part
 
@@ -71,11 +88,11 @@ class Part:
         return self.offset + self.length
 
 
-def etag_parts(size: int) -> list[Part]:
+def etag_parts(size: int, rule: PartRule = S3_PARTS) -> list[Part]:
     """The parts of an object of ``size`` bytes, in order (empty for a zero-byte object)."""
     if size == 0:
         return []
-    psize = etag_part_size(size)
+    psize = etag_part_size(size, rule)
     n = -(-size // psize)
     parts = [Part(i, i * psize, psize) for i in range(n - 1)]
     parts.append(Part(n - 1, (n - 1) * psize, size - (n - 1) * psize))
@@ -95,9 +112,9 @@ def combine_part_digests(part_md5s: Iterable[bytes]) -> str:
 class DandiETag:
     """Incremental dandi-etag of a stream whose total size is known up front."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, rule: PartRule = S3_PARTS):
         self.size = size
-        self._parts = etag_parts(size)
+        self._parts = etag_parts(size, rule)
         self._digests: list[bytes] = []
         self._current = hashlib.md5()
         self._filled = 0  # bytes in the current part
@@ -129,9 +146,9 @@ class DandiETag:
         return combine_part_digests(self._digests)
 
 
-def dandi_etag_bytes(data: bytes) -> str:
+def dandi_etag_bytes(data: bytes, rule: PartRule = S3_PARTS) -> str:
     """dandi-etag of an in-memory object."""
-    h = DandiETag(len(data))
+    h = DandiETag(len(data), rule)
     h.update(data)
     return h.hexdigest()
 

@@ -5,6 +5,11 @@ Switching is one word: ``from dandi.download import download`` becomes
 deliberate differences: ``download()`` returns a :class:`~dandiget.report.DownloadReport`
 instead of None (it still raises when anything failed), and ``jobs`` defaults to 6 as on the
 command line (dandi-cli's Python default of 1 was slower for no reason).
+
+``quiet=True`` prints nothing, for library code where the report is the output. It is not
+the default: ``download()`` is a drop-in for dandi-cli's, which always shows its progress
+table, and scripts and notebooks that switch by one import should still see their
+download happen. Logging is unaffected (logger ``dandiget``).
 """
 
 from __future__ import annotations
@@ -13,20 +18,15 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import queue
+import sys
 import threading
-from collections.abc import Coroutine, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .config import TransferConfig
-from .download_directory import DownloadDirectory
-from .engine import DownloadOptions, Engine, UrlJob
-from .events import Event, Listener, Totals
-from .localtree import find_local_assets
-from .options import DownloadExisting, DownloadFormat, PathType, SyncMode
-from .progress import (
+from .compat.download_directory import DownloadDirectory
+from .compat.downloader import Downloader
+from .compat.progress import (
     DLState,
     DownloadProgress,
     ItemsSummary,
@@ -34,8 +34,11 @@ from .progress import (
     PYOUTHelper,
     pairing,
 )
+from .config import TransferConfig
+from .engine import DownloadOptions, Engine
+from .events import Listener
+from .options import DownloadExisting, DownloadFormat, PathType, SyncMode
 from .report import DownloadReport
-from .resolve import ParsedURL, in_download_area, output_prefix
 
 __all__ = [
     "DLState",
@@ -72,13 +75,15 @@ def build_options(*, existing: DownloadExisting | str = DownloadExisting.ERROR, 
                   sync: bool | str | SyncMode | None = False,
                   path_type: PathType | str = PathType.EXACT, dry_run: bool = False,
                   fail_fast: bool = False, zarr_filters: Sequence[Any] = (),
-                  config: TransferConfig | None = None) -> DownloadOptions:
+                  config: TransferConfig | None = None,
+                  ignore_free_space: bool = False) -> DownloadOptions:
     cfg = dataclasses.replace(config or TransferConfig(), jobs=jobs, jobs_per_zarr=jobs_per_zarr)
     return DownloadOptions(
         existing=DownloadExisting(str(existing)), jobs=jobs, jobs_per_zarr=jobs_per_zarr,
         get_metadata=get_metadata, get_assets=get_assets, preserve_tree=preserve_tree,
         sync=_sync_mode(sync), path_type=PathType(str(path_type)), dry_run=dry_run,
-        fail_fast=fail_fast, zarr_filters=tuple(zarr_filters), config=cfg)
+        fail_fast=fail_fast, zarr_filters=tuple(zarr_filters), config=cfg,
+        ignore_free_space=ignore_free_space)
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
@@ -144,7 +149,9 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                     path_type: PathType | str = PathType.EXACT,
                     dry_run: bool = False, zarr: Sequence[str] = (),
                     listeners: Sequence[Listener] = (),
-                    config: TransferConfig | None = None) -> DownloadReport:
+                    config: TransferConfig | None = None,
+                    ignore_free_space: bool = False,
+                    quiet: bool = False) -> DownloadReport:
     """The async twin of :func:`download`, for code that already runs an event loop."""
     from .render import make_renderer
 
@@ -153,8 +160,10 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                          get_metadata=get_metadata, get_assets=get_assets,
                          preserve_tree=preserve_tree, sync=sync, path_type=path_type,
                          dry_run=dry_run, fail_fast=fmt is DownloadFormat.DEBUG,
-                         zarr_filters=zarr, config=config)
-    renderer = make_renderer(fmt.value)
+                         zarr_filters=zarr, config=config,
+                         ignore_free_space=ignore_free_space)
+    renderer = make_renderer(fmt.value, dry_run=dry_run, quiet=quiet)
+    opts.prompt = _sync_prompt(renderer, opts.prompt)
     engine = Engine(opts, [renderer, *listeners])
     renderer.start()
     try:
@@ -164,6 +173,28 @@ async def adownload(urls: Any, output_dir: str | Path, *,
         raise
     renderer.finish(report, None)
     return report
+
+
+def _sync_prompt(renderer: object, ask: Any) -> Any:
+    """``--sync ask``'s question, asked after the live display stopped (a question under a
+    redrawing table cannot be read), and a word on what happened when nobody answered."""
+    from .engine import _stdin_prompt
+
+    ask = ask or _stdin_prompt
+
+    def prompt(question: str) -> str | None:
+        suspend = getattr(renderer, "suspend", None)
+        if suspend is not None:
+            suspend()
+        answer: str | None = ask(question)
+        if answer is None:
+            why = "" if sys.stdin.isatty() else " (stdin is not a terminal)"
+            log.warning("Nothing was deleted: no answer to %r%s. To delete without asking, "
+                        "use --sync do (sync='do' in Python).", question.split("?")[0] + "?",
+                        why)
+        return answer
+
+    return prompt
 
 
 def download(urls: Any, output_dir: str | Path, *,
@@ -176,102 +207,37 @@ def download(urls: Any, output_dir: str | Path, *,
              path_type: PathType | str = PathType.EXACT,
              dry_run: bool = False, zarr: Sequence[str] = (),
              listeners: Sequence[Listener] = (),
-             config: TransferConfig | None = None) -> DownloadReport:
+             config: TransferConfig | None = None,
+             ignore_free_space: bool = False,
+             quiet: bool = False) -> DownloadReport:
     """Download DANDI URLs into ``output_dir``; dandi-cli's ``download()`` with a report.
 
     Raises ``DownloadFailed`` (a ``RuntimeError``, message "Encountered N error(s) while
     downloading.") when any file failed; its ``report`` attribute lists every outcome.
     ``dry_run`` plans without writing; ``zarr`` takes ``--zarr`` filters; ``listeners``
-    receive every engine event; ``config`` tunes connections, part sizes and retries.
+    receive every engine event; ``config`` tunes connections, part sizes and retries;
+    ``quiet`` prints nothing (the returned report is the output).
+    Too little free space for what is about to be written raises ``NotEnoughSpace`` before
+    the first byte, unless ``ignore_free_space``.
+
+    Against the built-in test archive (no network)::
+
+        >>> import tempfile
+        >>> from dandiget.testing import TestArchive, text_spec
+        >>> with TestArchive(text_spec()) as archive, tempfile.TemporaryDirectory() as out:
+        ...     url = f"{archive.api_url}/dandisets/000001/"
+        ...     report = download(url, out, quiet=True)
+        ...     again = download(url, out, existing="refresh", quiet=True)
+        >>> report
+        DownloadReport(ok=True, downloaded=5, skipped=0, failed=0, deleted=0, bytes_downloaded=..., duration=...s)
+        >>> again.summary()
+        '0 files downloaded (0 Bytes), 5 skipped, 0 errors in ... s'
+        >>> [o.path for o in report.outcomes if o.status == "downloaded"][:2]
+        ['000001/dandiset.yaml', '000001/...']
     """
     return run_coroutine(adownload(
         urls, output_dir, format=format, existing=existing, jobs=jobs,
         jobs_per_zarr=jobs_per_zarr, get_metadata=get_metadata, get_assets=get_assets,
         preserve_tree=preserve_tree, sync=sync, path_type=path_type, dry_run=dry_run,
-        zarr=zarr, listeners=listeners, config=config))
-
-
-@dataclass
-class Downloader:
-    """dandi-cli's per-URL downloader, as an adapter: records come from dandiget's engine.
-
-    ``download_generator()`` yields dandi-cli's record dicts (``{"path": ..., "status": ...}``)
-    while the engine runs in a background thread.
-    """
-
-    url: ParsedURL
-    output_dir: str | Path
-    existing: DownloadExisting = DownloadExisting.ERROR
-    get_metadata: bool = True
-    get_assets: bool = True
-    preserve_tree: bool = False
-    jobs_per_zarr: int | None = None
-    on_error: str = "raise"
-    jobs: int = 6
-    asset_download_paths: set[str] = field(default_factory=set)
-
-    @property
-    def output_prefix(self) -> Path:
-        return Path(output_prefix(self.url, preserve_tree=self.preserve_tree))
-
-    @property
-    def output_path(self) -> Path:
-        return Path(self.output_dir) / self.output_prefix
-
-    def is_dandiset_yaml(self) -> bool:
-        return self.url.path == "dandiset.yaml"
-
-    def download_generator(self) -> Iterator[dict[str, Any]]:
-        records: queue.Queue[dict[str, Any] | BaseException | None] = queue.Queue()
-        opts = build_options(existing=self.existing, jobs=self.jobs,
-                             jobs_per_zarr=self.jobs_per_zarr, get_metadata=self.get_metadata,
-                             get_assets=self.get_assets, preserve_tree=self.preserve_tree,
-                             fail_fast=self.on_error == "raise")
-
-        def listener(event: Event) -> None:
-            if isinstance(event, Totals):
-                return
-            body = event.record()
-            if body:
-                records.put({**body, "path": event.path})
-
-        engine = Engine(opts, [listener])
-        job = UrlJob(self.url, Path(self.output_dir),
-                     output_prefix(self.url, preserve_tree=self.preserve_tree))
-
-        async def run() -> None:
-            import aiohttp
-
-            from .transfer import Transferer
-
-            async with aiohttp.ClientSession() as session:
-                engine.session = session
-                engine.transferer = Transferer(session, opts.config)
-                await engine._run_url(job)
-
-        def target() -> None:
-            try:
-                asyncio.run(run())
-            except BaseException as e:
-                records.put(e)
-            finally:
-                records.put(None)
-
-        t = threading.Thread(target=target, daemon=True)
-        t.start()
-        while (item := records.get()) is not None:
-            if isinstance(item, BaseException):
-                t.join()
-                raise item
-            yield item
-        t.join()
-        self.asset_download_paths = set(job.asset_paths)
-
-    def delete_for_sync(self) -> list[Path]:
-        """Local paths under this URL's download area that the run did not download."""
-        if self.url.is_single_asset:
-            return []
-        return [self.output_path / rel for rel in find_local_assets(self.output_path)
-                if rel not in self.asset_download_paths
-                and in_download_area(self.url, rel, preserve_tree=self.preserve_tree)]
-
+        zarr=zarr, listeners=listeners, config=config, ignore_free_space=ignore_free_space,
+        quiet=quiet))

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 
 from . import __version__
-from .api import ApiClient, origin
+from .api import ApiClient
 from .commit import commit_file, prepare_parent, remove_path
 from .config import TransferConfig
 from .dandiset_yaml import read_dandiset_yaml, write_dandiset_yaml
@@ -31,6 +32,7 @@ from .errors import (
     AuthenticationError,
     DandigetError,
     DownloadFailed,
+    HTTPError,
     UnsafePathError,
 )
 from .events import (
@@ -49,13 +51,20 @@ from .events import (
     Verified,
 )
 from .instances import Instance
-from .listing import BadAsset, RemoteAsset, iter_selected_assets, parse_datetime
+from .listing import (
+    BadAsset,
+    RemoteAsset,
+    iter_selected_assets,
+    known_total_size,
+    parse_datetime,
+)
 from .localtree import find_local_assets
 from .options import DownloadExisting, PathType, SyncMode
 from .paths import Confinement, safe_join, temp_name
 from .pipeline import drain
 from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash, to_ns
 from .report import DownloadReport, FileOutcome
+from .requests import REDIRECT_STATUSES, display_url
 from .resolve import (
     ParsedURL,
     URLKind,
@@ -64,8 +73,9 @@ from .resolve import (
     relative_download_path,
     resolve_url,
 )
+from .space import NotEnoughSpace, SpaceCheck, bytes_under
 from .state import FileRow, LocalState, OutputLock
-from .transfer import SMALL_OBJECT, Source, Transferer, discard, display_url, write_verified
+from .transfer import SMALL_OBJECT, RefusalMemo, Source, Transferer, discard, write_verified
 
 log = logging.getLogger("dandiget")
 
@@ -96,6 +106,8 @@ class DownloadOptions:
     config: TransferConfig = field(default_factory=TransferConfig)
     #: How ``--sync ask`` asks; returns the user's answer. None reads stdin.
     prompt: Any = None
+    #: Skip the free-space check before the first byte (space.py).
+    ignore_free_space: bool = False
 
 
 @dataclass
@@ -190,6 +202,18 @@ class Engine:
         self._totals_bytes = 0
         self.state: LocalState | None = None
         self._confinements: dict[Path, Confinement] = {}
+        #: Content prefixes that refused unsigned reads: go to the API first there.
+        self._refusals = RefusalMemo()
+        #: The download root whose lock :meth:`prepare_output` takes (None: no lock wanted).
+        self._out: Path | None = None
+        self._output_lock: OutputLock | None = None
+        self._output_ready = False
+        self._output_guard = asyncio.Lock()
+        self._space: SpaceCheck | None = None
+        self._space_guard = asyncio.Lock()
+        self._space_error: NotEnoughSpace | None = None
+        #: id(job) -> the job's known total size (None: not known before its listing ends).
+        self._job_totals: dict[int, int | None] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -201,7 +225,9 @@ class Engine:
         assert self.session is not None
         client = self._clients.get(instance)
         if client is None:
-            client = ApiClient(instance, self.session, retry=self.options.config.retry)
+            requester = self.transferer.requester if self.transferer is not None else None
+            client = ApiClient(instance, self.session, retry=self.options.config.retry,
+                               requester=requester)
             self._clients[instance] = client
         return client
 
@@ -237,7 +263,8 @@ class Engine:
                 UrlJob(p, out, output_prefix(p, preserve_tree=self.options.preserve_tree))
                 for p in parsed_urls
             ]
-            lock = None if self.options.dry_run else await self._lock(out)
+            # The lock (and .dandiget/) comes with the first write: see prepare_output.
+            self._out = None if self.options.dry_run else out
             try:
                 for job in jobs:
                     await self._run_url(job)
@@ -246,8 +273,9 @@ class Engine:
             finally:
                 self.report.finished = time.time()
                 await asyncio.to_thread(self.state.close)
-                if lock is not None:
-                    lock.release()
+                if self._output_lock is not None:
+                    self._output_lock.release()
+                    self._output_lock = None
         if self.report.errors:
             n = len(self.report.errors)
             first = self.report.errors[0]
@@ -256,6 +284,71 @@ class Engine:
             raise DownloadFailed(
                 f"Encountered {n} error{'' if n == 1 else 's'} while downloading.", self.report)
         return self.report
+
+    async def prepare_output(self, job: UrlJob | None = None, size: int = 0, what: str = "",
+                             *, present: Path | None = None) -> None:
+        """Just before a write: check free space for ``size`` bytes of ``job`` (``present``:
+        a folder whose bytes are already there), then take the output folder's lock (once).
+
+        Nothing is created earlier, so a run that fails before writing a file (unknown
+        Dandiset, missing token, unreachable server, too little space) leaves the output
+        folder as it was.
+        """
+        if self._out is None:
+            return
+        if job is not None and not self.options.ignore_free_space:
+            async with self._space_guard:
+                await self._check_space(self._out, job, size, what, present)
+        if self._output_ready:
+            return
+        async with self._output_guard:
+            if not self._output_ready:
+                self._output_lock = await self._lock(self._out)
+                self._output_ready = True
+
+    async def _check_space(self, out: Path, job: UrlJob, size: int, what: str,
+                           present: Path | None) -> None:
+        """space.py's rule: a job's known total once, else each file before its first byte."""
+        if self._space_error is not None:  # other workers must not write either
+            raise self._space_error
+        space = self._space = self._space or SpaceCheck(out)
+        key = id(job)
+        if key not in self._job_totals:
+            total = self._job_totals[key] = await self._known_total(job)
+            if total is not None:
+                area = job.output_path
+                if job.parsed.kind is URLKind.FOLDER:  # where the folder's files land
+                    probe = relative_download_path(
+                        job.parsed, (job.parsed.path or "").rstrip("/") + "/x",
+                        preserve_tree=self.options.preserve_tree)
+                    area = area / probe.rpartition("/")[0]
+                rel = area.relative_to(out).as_posix()
+                recorded = (await asyncio.to_thread(self.state.recorded_bytes,
+                                                    "" if rel == "." else rel)
+                            if self.state is not None else 0)
+                try:
+                    await asyncio.to_thread(
+                        space.check_total, total, area,
+                        job.parsed.original or f"Dandiset {job.parsed.dandiset_id}", recorded)
+                except NotEnoughSpace as e:
+                    self._space_error = e
+                    raise
+        if self._job_totals[key] is None and size:
+            if present is not None:
+                size = max(0, size - await asyncio.to_thread(bytes_under, present))
+            try:
+                space.check_file(size, what or "the next file")
+            except NotEnoughSpace as e:
+                self._space_error = e
+                raise
+
+    async def _known_total(self, job: UrlJob) -> int | None:
+        """The bytes a job writes, when known before its listing ends (listing.py)."""
+        if not self.options.get_assets:
+            return 0
+        if job.client is None or not job.version:
+            return None
+        return await known_total_size(job.client, job.parsed, job.version)
 
     async def _lock(self, out: Path) -> OutputLock | None:
         """Wait until no other dandiget process writes into ``out``."""
@@ -350,6 +443,7 @@ class Engine:
                 self.report.files_downloaded += 1
                 self.outcome(rec, "would-download", "dandiset.yaml")
                 return
+            await self.prepare_output(job)
             job.output_path.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_dandiset_yaml, target, metadata,
                                     mtime or datetime.now(timezone.utc))
@@ -410,8 +504,8 @@ class Engine:
                 await download_zarr(self, job, asset, target, rec)
             else:
                 await self._download_blob(job, asset, target, rec)
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, NotEnoughSpace):
+            raise  # one error for the run, not one per file
         except (DandigetError, OSError, ValueError, aiohttp.ClientError,
                 asyncio.TimeoutError) as e:
             if self.options.fail_fast and not isinstance(e, DandigetError):
@@ -459,6 +553,7 @@ class Engine:
         if decision.action is Action.ERROR:
             raise FileExistsError(f"File {str(target)!r} already exists")
         self.emit(Started(rec, asset.size))
+        await self.prepare_output(job, asset.size, rec)
         await asyncio.to_thread(
             prepare_parent, target, job.output_dir, self.confinement(job.output_dir),
             may_replace_files=self.options.existing is not DownloadExisting.ERROR)
@@ -473,18 +568,22 @@ class Engine:
                                                      meter)
             self.emit(Verified(rec, "ok"))
             self.emit(Message(rec, status="setting mtime"))
-            await asyncio.to_thread(write_verified, temp, target, data,
-                                    to_ns(mtime) if mtime is not None else None)
+            commit = asyncio.to_thread(write_verified, temp, target, data,
+                                       to_ns(mtime) if mtime is not None else None)
         else:
             await self.transferer.fetch(source, temp, asset.size, ("dandi-etag", etag), meter)
             self.emit(Verified(rec, "ok"))
             self.emit(Message(rec, status="setting mtime"))
-            await asyncio.to_thread(commit_file, temp, target, mtime,
-                                    sync=asset.size >= FSYNC_THRESHOLD)
+            commit = asyncio.to_thread(commit_file, temp, target, mtime,
+                                       sync=asset.size >= FSYNC_THRESHOLD)
+        interrupted = await _to_the_end(commit)
+        if asset.size > SMALL_OBJECT:
             discard(temp)  # the part journal, if any
         stat = LocalStat.of(target)
         if stat is not None:
             self.remember(rec, stat, "dandi-etag", etag, asset.asset_id)
+        if interrupted:  # recorded first: the rerun knows this file is ours (-e error)
+            raise asyncio.CancelledError
         self.report.files_downloaded += 1
         self.report.bytes_downloaded += asset.size
         self.emit(Done(rec, asset.size))
@@ -518,40 +617,39 @@ class Engine:
             return await self.resolve_redirect(client, asset.download_url)
 
         url = None if asset.embargoed else asset.content_url
-        return Source(url=url, resolve=resolve)
+        return Source(url=url, resolve=resolve, refusals=self._refusals)
 
     async def resolve_redirect(self, client: ApiClient, url: str) -> str:
         """Ask the API where the bytes are (a presigned URL), without following it.
 
-        The redirect is not followed by the HTTP library: the token must never travel to
-        the content host, whatever the library's redirect policy is.
+        The redirect is read, not followed: the token must never travel to the content host.
+        Hops that stay on the API (a missing trailing slash) are followed, a few at most.
         """
-        assert self.session is not None
-        for attempt in range(1, self.options.config.retry.attempts + 1):
-            async with self.session.get(url, headers=client.auth_headers(url),
-                                        allow_redirects=False) as resp:
-                if resp.status in (301, 302, 303, 307, 308):
-                    loc = resp.headers.get("Location")
-                    if not loc:
-                        break
-                    from urllib.parse import urljoin
-
-                    target = urljoin(url, loc)
-                    if origin(target) == origin(client.instance.api) and "/download" in target:
-                        url = target  # an API-internal hop (e.g. trailing slash)
-                        continue
-                    return target
-                if resp.status == 401 and not client.token and await client.authenticate():
-                    continue
-                if resp.status == 401:
-                    raise AuthenticationError(
-                        f"{display_url(url)} requires authentication. Set "
-                        f"{client.instance.api_key_env} or DANDI_API_KEY.", status=401, url=url)
-                if client.retry.is_retryable_status(resp.status):
-                    await asyncio.sleep(client.retry.delay(attempt))
-                    continue
-                raise DandigetError(f"HTTP {resp.status} from {display_url(url)}")
+        for _hop in range(MAX_API_HOPS):
+            target = await client.requester.send(
+                "GET", url, _location, auth=client.auth, accept=REDIRECT_STATUSES,
+                error=lambda status, u, body: self._redirect_error(client, status, u, body))
+            if client.auth.on_api_origin(target) and "/download" in target:
+                url = target  # an API-internal hop (e.g. trailing slash)
+                continue
+            return target
         raise DandigetError(f"{display_url(url)} did not redirect to the content")
+
+    @staticmethod
+    def _redirect_error(client: ApiClient, status: int, url: str, body: bytes) -> Exception:
+        """One line; the server's words included (the executor takes any token out)."""
+        detail = " ".join(body[:300].decode("utf-8", "replace").split())
+        if status == 401:
+            return AuthenticationError(
+                f"{display_url(url)} requires authentication. Set "
+                f"{client.instance.api_key_env} or DANDI_API_KEY.", status=401,
+                url=display_url(url))
+        if status == 403:
+            return AuthenticationError(f"HTTP 403 from {display_url(url)}: you do not have "
+                                       f"access to this resource ({detail})", status=403,
+                                       url=display_url(url))
+        return HTTPError(f"HTTP {status} from {display_url(url)}: {detail}", status=status,
+                         url=display_url(url))
 
     def confinement(self, root: Path) -> Confinement:
         """The (cached) check that writes under ``root`` stay under it."""
@@ -584,6 +682,7 @@ class Engine:
             return
         if self.options.sync is SyncMode.ASK and not self._confirm_delete(candidates):
             return
+        await self.prepare_output()
         if self.state is not None:
             await asyncio.to_thread(self.state.forget,
                                     [job.record_path(rel) for job, rel in candidates])
@@ -610,6 +709,34 @@ class Engine:
             if answer in ("l", "list"):
                 for job, rel in candidates:
                     print(job.output_path / rel)
+
+
+#: Redirect hops within the API before the content URL (a trailing-slash 301, at most).
+MAX_API_HOPS = 4
+
+
+async def _location(resp: aiohttp.ClientResponse) -> str:
+    """Where a redirect points (absolute)."""
+    loc = resp.headers.get("Location")
+    if not loc:
+        raise HTTPError(f"HTTP {resp.status} without a Location from {display_url(str(resp.url))}",
+                        status=resp.status, url=display_url(str(resp.url)))
+    return urljoin(str(resp.url), loc)
+
+
+async def _to_the_end(work: Any) -> bool:
+    """Await ``work`` (a rename into place, in a thread that finishes anyway) even when the
+    caller is cancelled meanwhile; True when it was, so the caller records the file before
+    it re-raises."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        if task.cancelled() or task.exception() is not None:
+            raise  # the rename did not happen: nothing to record, stop all the same
+        return True
+    return False
 
 
 def _stdin_prompt(question: str) -> str | None:

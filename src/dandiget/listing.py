@@ -2,22 +2,41 @@
 
 One request per 1000 assets, each carrying full metadata (``metadata=true``): no
 per-asset metadata request (dandi-cli made one per asset, serially). The stream is
-consumed as it arrives, so the first transfer starts after the first page.
+consumed as it arrives, so the first transfer starts after the first page. Pages the
+server cannot produce in time are asked for again smaller (:meth:`ApiClient.asset_pages`).
+
+A draft can change while it is listed, and page-number pagination then shifts: an asset
+added before the current page repeats one, an asset removed skips one (archive-api §7).
+Each pass is checked (``count`` of page 1 against the rows received, strictly increasing
+paths across pages, no asset twice, the draft's ``modified`` before and after); a pass
+that fails a check is followed by another, which yields only paths not yielded yet. So
+no asset of the draft is skipped and none is handed out twice; files already handed out
+stay (a download is never undone by listing). After :data:`MAX_RELISTS` changed passes
+the listing fails with :class:`ListingChanged`, a clear error, rather than guess.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .api import ApiClient
-from .errors import NotFoundError
+from .errors import DandigetError, NotFoundError
+from .paths import check_relpath
 from .resolve import ParsedURL, URLKind, normalize_asset_path
 
 log = logging.getLogger("dandiget")
+
+#: Passes over a changing draft before giving up (a draft rarely changes more often).
+MAX_RELISTS = 3
+
+
+class ListingChanged(DandigetError):
+    """The version changed while it was listed (pages shifted); raised by one pass."""
 
 
 def parse_datetime(value: Any) -> datetime | None:
@@ -78,6 +97,9 @@ class RemoteAsset:
             raise BadAsset(f"asset record lacks {e}") from None
         if not isinstance(path, str):
             raise BadAsset(f"asset {asset_id} has a non-string path")
+        # The Archive never serves an absolute, ``..``, backslash, NUL or empty-segment path;
+        # one that does is broken or hostile: refused (UnsafePathError), never repaired.
+        check_relpath(path)
         if not isinstance(size, int) or isinstance(size, bool) or size < 0 or size > 1 << 50:
             raise BadAsset(f"asset {path!r} has an invalid size {size!r}")
         blob, zarr = item.get("blob"), item.get("zarr")
@@ -101,7 +123,7 @@ class RemoteAsset:
                         for a in access)
         return cls(
             asset_id=asset_id,
-            path=path.lstrip("/"),
+            path=path,
             size=size,
             blob_id=blob,
             zarr_id=zarr,
@@ -137,7 +159,8 @@ async def iter_selected_assets(client: ApiClient, parsed: ParsedURL, dandiset_id
     elif kind is URLKind.GLOB:
         filters["glob"] = path
     found = 0
-    async for item in client.iter_assets(dandiset_id, version, page_size=page_size, **filters):
+    async for item in iter_consistent_assets(client, dandiset_id, version,
+                                             page_size=page_size, **filters):
         if kind is URLKind.ITEM and item.get("path") != filters["path"]:
             continue
         found += 1
@@ -154,6 +177,114 @@ async def iter_selected_assets(client: ApiClient, parsed: ParsedURL, dandiset_id
     if kind is URLKind.PREFIX:
         raise NotFoundError(f"No assets found with path prefix {filters['path']!r}")
     raise NotFoundError(f"No assets found matching glob {path!r}")
+
+
+async def known_total_size(client: ApiClient, parsed: ParsedURL, version: str) -> int | None:
+    """Bytes of everything a Dandiset or folder URL selects, known before listing it (the
+    version's ``size``; a folder's ``aggregate_size`` from ``assets/paths/``), else None."""
+    did = parsed.dandiset_id
+    if did is None:
+        return None
+    try:
+        if parsed.kind is URLKind.DANDISET:
+            info = await client.get_version_info(did, version)
+            size = info.get("size") if isinstance(info, dict) else None
+            return size if isinstance(size, int) and size >= 0 else None
+        if parsed.kind is URLKind.FOLDER:
+            folder = normalize_asset_path(parsed.path or "").strip("/")
+            parent = folder.rpartition("/")[0]
+            async for row in client.paginate(f"dandisets/{did}/versions/{version}/assets/paths/",
+                                             {"path_prefix": parent, "page_size": "1000"}):
+                if isinstance(row, dict) and row.get("path") == folder:
+                    size = row.get("aggregate_size")
+                    return size if isinstance(size, int) and size >= 0 else None
+    except DandigetError as e:
+        log.debug("no total size for %s: %s", parsed.original or parsed.path, e)
+    return None
+
+
+async def _draft_stamp(client: ApiClient, dandiset_id: str, version: str) -> str | None:
+    """The draft's ``modified`` (None for a published version, which never changes, or when
+    the server does not say)."""
+    if version != "draft":
+        return None
+    try:
+        info = await client.get_json(f"dandisets/{dandiset_id}/versions/{version}/info/",
+                                     attempts=1)
+    except DandigetError as e:
+        log.debug("no version info for %s/%s: %s", dandiset_id, version, e)
+        return None
+    stamp = info.get("modified") if isinstance(info, dict) else None
+    return stamp if isinstance(stamp, str) else None
+
+
+async def _one_pass(client: ApiClient, dandiset_id: str, version: str, page_size: int,
+                    filters: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
+    """One pass over the listing, raising :class:`ListingChanged` when pages shifted."""
+    count: int | None = None
+    received = 0
+    last_path: str | None = None
+    ids: set[str] = set()
+    pages = client.asset_pages(dandiset_id, version, page_size=page_size, **filters)
+    async with aclosing(pages):  # a shifted pass is abandoned: stop its read-ahead too
+        async for page in pages:
+            if received == 0 and count is None and isinstance(page.get("count"), int):
+                count = page["count"]  # only page 1 carries it
+            for item in page["results"]:
+                path = item.get("path") if isinstance(item, dict) else None
+                aid = item.get("asset_id") if isinstance(item, dict) else None
+                if isinstance(path, str):
+                    if last_path is not None and path <= last_path:
+                        raise ListingChanged(f"asset {path!r} arrived after {last_path!r}: "
+                                             "the pages shifted")
+                    last_path = path
+                if isinstance(aid, str):
+                    if aid in ids:
+                        raise ListingChanged(f"asset {aid} listed twice")
+                    ids.add(aid)
+                received += 1
+                yield item
+    if count is not None and received != count:
+        raise ListingChanged(f"page 1 announced {count} assets, {received} arrived")
+
+
+async def iter_consistent_assets(client: ApiClient, dandiset_id: str, version: str, *,
+                                 page_size: int = 1000, **filters: str
+                                 ) -> AsyncIterator[dict[str, Any]]:
+    """Every asset of a version once, none skipped even if the draft changes meanwhile."""
+    handed_out: dict[str, Any] = {}  # path -> asset_id
+    for attempt in range(1, MAX_RELISTS + 2):
+        before = await _draft_stamp(client, dandiset_id, version)
+        this_pass: set[str] = set()
+        try:
+            async for item in _one_pass(client, dandiset_id, version, page_size, filters):
+                path, aid = str(item.get("path")), item.get("asset_id")
+                this_pass.add(path)
+                if path in handed_out:
+                    if handed_out[path] != aid:
+                        log.warning("%s changed on the server while the listing was read; "
+                                    "the version listed first is downloaded (run again for "
+                                    "the new one)", path)
+                    continue
+                handed_out[path] = aid
+                yield item
+            after = await _draft_stamp(client, dandiset_id, version)
+            if before == after:
+                gone = sorted(p for p in handed_out if p not in this_pass)
+                if gone:
+                    log.warning("%d asset(s) were removed from %s/%s while it was listed, "
+                                "after being listed: %s", len(gone), dandiset_id, version,
+                                ", ".join(map(str, gone[:10])))
+                return
+            reason = f"its modified time went from {before} to {after}"
+        except ListingChanged as e:
+            reason = str(e)
+        if attempt > MAX_RELISTS:
+            raise ListingChanged(
+                f"Dandiset {dandiset_id} version {version} kept changing while it was listed "
+                f"({attempt} passes; last: {reason}). Try again when it is not being edited.")
+        log.warning("Dandiset %s version %s changed while it was listed (%s); listing it "
+                    "again", dandiset_id, version, reason)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,12 @@ Like pooch's ``download_action``, :func:`decide` looks only at values handed to 
 state recorded when dandiget last verified this path) and never touches the disk or the
 network. That makes it exhaustively testable and is what ``--dry-run`` prints.
 
+Under ``existing=error`` a file dandiget itself downloaded and verified, unchanged since
+(its state record matches the server's digest and the file's stat signature), is not an
+error but "already downloaded": re-running a command after Ctrl-C resumes instead of
+failing on every file the first run finished. Any other existing file is refused, as
+dandi-cli does.
+
 When only a digest of the local file can settle the question (``overwrite-different``
 without a matching state record), :func:`decide` answers ``HASH`` and the caller hashes the
 file and asks :func:`decide_after_hash`.
@@ -123,6 +129,8 @@ def decide(existing: DownloadExisting, local: LocalStat | None, remote: RemoteFi
         and record.signature == local.signature()
     )
     if existing is DownloadExisting.ERROR:
+        if trusted:
+            return Decision(Action.SKIP, "already downloaded")
         return Decision(Action.ERROR, "already exists")
     if existing is DownloadExisting.SKIP:
         return Decision(Action.SKIP, "already exists")

@@ -31,7 +31,8 @@ class DownloadReport:
     dry_run: bool = False
     #: Bytes actually transferred over the network (resumed bytes excluded).
     bytes_transferred: int = 0
-    #: Files written (blobs, Zarr entries, dandiset.yaml).
+    #: Files written (blobs, Zarr entries, dandiset.yaml): Zarr entries count one by one
+    #: here, while :meth:`summary` and the table count a Zarr as one file.
     files_downloaded: int = 0
     bytes_downloaded: int = 0
     files_skipped: int = 0
@@ -53,18 +54,58 @@ class DownloadReport:
     def add(self, outcome: FileOutcome) -> None:
         self.outcomes.append(outcome)
 
-    def summary(self) -> str:
-        """One human line, e.g. ``3 downloaded (1.2 MB), 1 skipped, 0 errors in 0.4 s``."""
-        from .humanize import naturalsize
+    def count(self, *statuses: Status) -> int:
+        """How many outcomes (files as the table shows them: a Zarr is one) have a status."""
+        return sum(1 for o in self.outcomes if o.status in statuses)
 
-        verb = "would download" if self.dry_run else "downloaded"
-        parts = [f"{self.files_downloaded} files {verb} ({naturalsize(self.bytes_downloaded)})",
-                 f"{self.files_skipped} skipped"]
-        if self.files_deleted:
-            parts.append(f"{self.files_deleted} deleted")
+    @property
+    def zarr_entries_downloaded(self) -> int:
+        """Zarr entries written (or that would be): ``files_downloaded`` counts them too."""
+        whole = sum(1 for o in self.outcomes if o.kind != "zarr"
+                    and o.status in ("downloaded", "would-download"))
+        return max(0, self.files_downloaded - whole)
+
+    def summary(self) -> str:
+        """One human line, e.g. ``3 files downloaded (1.2 MB), 1 skipped, 0 errors in 0.4 s``.
+
+        Files are counted as the live table counts them: one per asset (a Zarr is one file,
+        its entries are given in brackets) plus ``dandiset.yaml``.
+        """
+        from .compat.humanize import naturalsize
+
+        def n_files(n: int) -> str:
+            return f"{n} file{'' if n == 1 else 's'}"
+
+        if self.dry_run:
+            parts = [f"would download {n_files(self.count('would-download'))} "
+                     f"({naturalsize(self.bytes_downloaded)}"]
+        else:
+            parts = [f"{n_files(self.count('downloaded'))} downloaded "
+                     f"({naturalsize(self.bytes_downloaded)}"]
+        entries = self.zarr_entries_downloaded
+        if entries:
+            parts[0] += f", {entries} Zarr entr{'y' if entries == 1 else 'ies'}"
+        parts[0] += ")"
+        parts.append(f"{self.count('skipped', 'would-skip')} skipped")
+        deleted = self.count("deleted", "would-delete")
+        if deleted:
+            parts.append(f"{deleted} {'would be ' if self.dry_run else ''}deleted")
         n = len(self.errors)
         parts.append(f"{n} error{'s' if n != 1 else ''}")
-        return ", ".join(parts) + f" in {self.duration:.1f} s"
+        line = ", ".join(parts) + f" in {self.duration:.1f} s"
+        if self.bytes_transferred and self.duration > 0:  # no rate for a no-op run
+            line += f" ({naturalsize(self.bytes_transferred / self.duration)}/s)"
+        return line
+
+    def __repr__(self) -> str:
+        """Counts, not every outcome: a report of a million files stays one line."""
+        return (f"DownloadReport(ok={self.ok}, "
+                f"downloaded={self.count('downloaded', 'would-download')}, "
+                f"skipped={self.count('skipped', 'would-skip')}, failed={len(self.errors)}, "
+                f"deleted={self.count('deleted', 'would-delete')}, "
+                f"bytes_downloaded={self.bytes_downloaded}"
+                f"{', dry_run=True' if self.dry_run else ''}, "
+                f"duration={self.duration:.1f}s)")
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         """IPython/Jupyter shows the summary and the first errors, not every outcome."""
@@ -88,6 +129,7 @@ class DownloadReport:
             "files_skipped": self.files_skipped,
             "bytes_skipped": self.bytes_skipped,
             "files_deleted": self.files_deleted,
+            "zarr_entries_downloaded": self.zarr_entries_downloaded,
             "errors": len(self.errors),
         }
         if outcomes:  # by hand: dataclasses.asdict deep-copies, 10x slower per outcome

@@ -1,7 +1,8 @@
-"""One retry policy for API calls, redirects and transfers (dandi-cli had three).
+"""The retry policy's values: how often, how long (dandi-cli had three policies).
 
-Retried: connection errors, timeouts, truncated bodies, and the statuses in
-``RetryPolicy.statuses`` (429 and 5xx). ``Retry-After`` is honoured (seconds or an
+The one place that applies them is :class:`dandiget.requests.Requester`. Retried: resets,
+timeouts, truncated bodies, and the statuses in ``RetryPolicy.statuses`` (429 and 5xx);
+not retried: a host that refused or could not be resolved before it ever answered. ``Retry-After`` is honoured (seconds or an
 HTTP date); otherwise the wait is exponential with full jitter, so many workers hitting
 the same throttled server do not retry in lockstep.
 """

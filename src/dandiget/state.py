@@ -10,6 +10,14 @@ and by ``dandi upload`` (which ignores dot-names).
 Writes are batched in one transaction per flush; WAL journaling means a crash loses at most
 the last unflushed batch, never the database. Deleting the database only makes the next
 run slower, never wrong; a damaged one is set aside and rebuilt.
+
+Nothing is created by reading: ``.dandiget/`` appears with the first write (a run that fails
+before writing a file leaves the output folder as it was), and holds a ``.gitignore`` of
+``*`` so that a download into a git/DataLad dataset shows no untracked files.
+
+The schema version is SQLite's ``PRAGMA user_version``. A database from an older dandiget
+is upgraded in place (:data:`_MIGRATIONS`); one this code cannot read (a newer version, an
+unknown layout) is set aside under another name and rebuilt, never misread.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,11 +37,12 @@ log = logging.getLogger("dandiget")
 
 STATE_DIR = ".dandiget"
 STATE_FILE = "state.sqlite"
+#: ``PRAGMA user_version`` of the schema below. 0 is a database without one: either new and
+#: empty, or written before the version moved there (it then says ``meta.schema = '1'``).
 SCHEMA_VERSION = 1
 FLUSH_EVERY = 2000
 
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY,      -- posix path relative to the download root
     size INTEGER NOT NULL,
@@ -60,6 +69,38 @@ CREATE TABLE IF NOT EXISTS zarr_fingerprints (
     fingerprint TEXT NOT NULL
 );
 """
+
+
+class _Unreadable(Exception):
+    """A state database this version cannot use: it is set aside, not misread."""
+
+
+def _from_meta_table(conn: sqlite3.Connection) -> None:
+    """0 -> 1: databases that kept the version in a ``meta`` table (``schema = '1'``)."""
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    if not tables:
+        return  # a new database
+    row = (conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+           if "meta" in tables else None)
+    if row is None or row[0] != "1":
+        raise _Unreadable(f"unknown layout (tables {sorted(tables)}, schema {row})")
+    conn.execute("DROP TABLE meta")  # the version now lives in user_version
+
+
+#: ``user_version`` -> the step that brings such a database to the next version. Each step
+#: runs inside the upgrade transaction; ``_SCHEMA`` then adds any table a step left out.
+_MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {0: _from_meta_table}
+
+
+def state_dir(root: Path) -> Path:
+    """``<root>/.dandiget``, created (with its ``.gitignore``) on first use by a writer."""
+    d = root / STATE_DIR
+    if not d.is_dir():
+        d.mkdir(parents=True, exist_ok=True)
+    ignore = d / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# dandiget's local state; never part of the dataset\n*\n")
+    return d
 
 
 @dataclass(frozen=True)
@@ -93,20 +134,28 @@ class LocalState:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def _connect(self) -> sqlite3.Connection | None:
+    def _connect(self, *, create: bool = False) -> sqlite3.Connection | None:
+        """The open database; readers (``create=False``) never create it, writers do."""
         if self._conn is not None:
             return self._conn
-        if self.readonly and not self.path.exists():
+        if (self.readonly or not create) and not self.path.exists():
             return None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.readonly:
+                state_dir(self.root)
             self._conn = self._open()
-        except sqlite3.DatabaseError as e:
+        except sqlite3.OperationalError as e:  # disk full, locked, read-only: not damage
+            log.debug("Running without local state at %s: %s", self.path, e)
+            return None
+        except (sqlite3.DatabaseError, _Unreadable) as e:
             if self.readonly:
                 return None
-            bad = self.path.with_name(f"{STATE_FILE}.corrupt-{int(time.time())}")
-            log.warning("Local state %s is damaged (%s); moved aside to %s and starting over",
-                        self.path, e, bad.name)
+            unreadable = isinstance(e, _Unreadable)
+            bad = self.path.with_name(
+                f"{STATE_FILE}.{'unreadable' if unreadable else 'corrupt'}-{int(time.time())}")
+            log.warning("Local state %s is %s (%s); moved aside to %s and starting over",
+                        self.path, "not readable by this dandiget" if unreadable else "damaged",
+                        e, bad.name)
             for suffix in ("", "-wal", "-shm"):
                 p = Path(str(self.path) + suffix)
                 if p.exists():
@@ -120,12 +169,42 @@ class LocalState:
     def _open(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
                                timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
-        conn.execute("SELECT count(*) FROM files").fetchone()  # detect damage now
-        conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        try:
+            if not self.readonly:  # (the journal mode is written into the file)
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise _Unreadable(f"schema version {version} is newer than this dandiget's "
+                                  f"{SCHEMA_VERSION}")
+            if version < SCHEMA_VERSION:
+                if self.readonly:
+                    raise _Unreadable(f"schema version {version} needs an upgrade")
+                self._upgrade(conn)
+            conn.execute("SELECT count(*) FROM files").fetchone()  # detect damage now
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    @staticmethod
+    def _upgrade(conn: sqlite3.Connection) -> None:
+        """Run the migrations from the database's version to ours, all or nothing."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # read again under the write lock: another process may have upgraded it
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            while version < SCHEMA_VERSION:
+                _MIGRATIONS[version](conn)
+                version += 1
+            for stmt in _SCHEMA.split(";"):  # executescript would COMMIT first
+                if stmt.strip():
+                    conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         self.flush()
@@ -164,6 +243,24 @@ class LocalState:
                 log.warning("Could not read local state: %s", e)
                 return {}
         return {r[0]: StateRecord((r[1], r[2], r[3], r[4]), (r[5], r[6])) for r in rows}
+
+    def recorded_bytes(self, prefix: str) -> int:
+        """Sum of the sizes recorded at or below the folder ``prefix`` ("" for all): what a
+        verified earlier run already put there, without walking the tree."""
+        with self._lock:
+            conn = self._connect()
+            if conn is None:
+                return 0
+            try:
+                if prefix:
+                    lo = prefix.rstrip("/") + "/"
+                    row = conn.execute("SELECT sum(size) FROM files WHERE path >= ? AND path < ?",
+                                       (lo, lo[:-1] + "0")).fetchone()
+                else:
+                    row = conn.execute("SELECT sum(size) FROM files").fetchone()
+            except sqlite3.DatabaseError:
+                return 0
+        return int(row[0] or 0)
 
     def get(self, path: str) -> StateRecord | None:
         with self._lock:
@@ -207,7 +304,7 @@ class LocalState:
         with self._lock:
             if not self._pending:
                 return
-            conn = self._connect()
+            conn = self._connect(create=True)
             pending, self._pending = self._pending, []
             if conn is None:
                 return
@@ -237,7 +334,7 @@ class LocalState:
             return
         self.flush()
         with self._lock:
-            conn = self._connect()
+            conn = self._connect(create=True)
             if conn is None:
                 return
             conn.execute("BEGIN")
@@ -268,6 +365,7 @@ class OutputLock:
     """
 
     def __init__(self, root: Path):
+        self.root = root
         self.path = root / STATE_DIR / "lock"
         self._fd: int | None = None
 
@@ -275,7 +373,7 @@ class OutputLock:
         import fcntl
 
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            state_dir(self.root)
             self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -24,22 +24,25 @@ import json
 import logging
 import os
 import re
+import statistics
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from .api import TRANSIENT_ERRORS, _describe
 from .config import TransferConfig
 from .digests import DandiETag, Part, combine_part_digests, etag_parts, md5_range_digest
-from .errors import ChecksumError, TransferError
-from .retry import parse_retry_after
+from .errors import ChecksumError, ResponseError, TransferError
+from .requests import Requester, display_url
 
 log = logging.getLogger("dandiget")
+
+__all__ = ["SMALL_OBJECT", "RefusalMemo", "Source", "Transferer", "discard", "display_url",
+           "write_verified"]
 
 CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -50,15 +53,44 @@ SMALL_OBJECT = 2 << 20
 #: releases the GIL) overlaps with the event loop reading the next chunk.
 THREAD_THRESHOLD = 256 * 1024
 
+#: Seconds between durable progress records of a multi-part download (fdatasync + journal).
+JOURNAL_INTERVAL = 2.0
+#: How often the hedger looks for a straggling part once every part has started.
+HEDGE_CHECK_INTERVAL = 0.2
+
 
 class _Hasher(Protocol):
     def update(self, data: bytes) -> None: ...
 
 
-def display_url(url: str) -> str:
-    """A URL safe to show: no query string (presigned signatures are credentials)."""
-    p = urlsplit(url)
-    return urlunsplit((p.scheme, p.netloc, p.path, "", ""))
+class RefusalMemo:
+    """Content prefixes that refuse unsigned reads (403), learnt during the run.
+
+    Against an archive whose bucket refuses anonymous reads under a prefix while presigned
+    URLs work, every direct attempt there costs a refused request. After ``threshold``
+    refusals under one prefix, sources under it ask the API for a presigned URL first.
+    A prefix is a Zarr (``zarr/<id>/``) or a top-level folder (``blobs/``).
+    """
+
+    def __init__(self, threshold: int = 3):
+        self.threshold = threshold
+        self._counts: dict[str, int] = {}
+
+    @staticmethod
+    def prefix(url: str) -> str:
+        p = urlsplit(url)
+        segs = p.path.lstrip("/").split("/")
+        n = 2 if segs and segs[0] == "zarr" else 1
+        return f"{p.netloc}/{'/'.join(segs[:n])}/"
+
+    def refused(self, url: str) -> None:
+        key = self.prefix(url)
+        n = self._counts[key] = self._counts.get(key, 0) + 1
+        if n == self.threshold:
+            log.debug("%s refuses unsigned reads: asking the API first from now on", key)
+
+    def avoid(self, url: str) -> bool:
+        return bool(self._counts) and self._counts.get(self.prefix(url), 0) >= self.threshold
 
 
 @dataclass
@@ -68,25 +100,41 @@ class Source:
     ``url`` is fetched anonymously (a public content URL, or a presigned one). For data that
     needs the API's redirect (embargoed, or a direct URL that stopped working),
     ``resolve`` returns a fresh URL; it is asked again when a presigned URL expires (a few
-    times at most, so a server that keeps answering 403 still ends in an error).
+    times at most, so a server that keeps answering 403 still ends in an error). A direct
+    URL under a prefix that kept refusing (``refusals``) is skipped for the API at once.
     """
 
     url: str | None
     resolve: Callable[[], Awaitable[str]] | None = None
     refreshes: int = 0
     max_refreshes: int = 3
+    refusals: RefusalMemo | None = None
+    direct: str | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.direct = self.url
+
+    def __repr__(self) -> str:  # a presigned URL's signature is a credential too
+        return f"Source({display_url(self.url) if self.url else None!r})"
 
     async def current(self) -> str:
-        if self.url is None:
+        url = self.url
+        if url is not None and url is self.direct and self.resolve is not None \
+                and self.refusals is not None and self.refusals.avoid(url):
+            url = None
+        if url is None:
             if self.resolve is None:
                 raise TransferError("no download URL")
-            self.url = await self.resolve()
-        return self.url
+            url = self.url = await self.resolve()
+        return url
 
-    async def refresh(self) -> bool:
+    async def refresh(self, status: int = 403) -> bool:
         """Get a new URL from the API after a 403/404. False when there is no way to."""
         if self.resolve is None or self.refreshes >= self.max_refreshes:
             return False
+        if (status == 403 and self.url is not None and self.url is self.direct
+                and self.refusals is not None):
+            self.refusals.refused(self.url)
         self.refreshes += 1
         self.url = await self.resolve()
         return True
@@ -101,14 +149,8 @@ class _Restart(Exception):
     """The temporary file is unusable (server ignored Range, object changed): start over."""
 
 
-class _HTTPStatus(Exception):
-    def __init__(self, status: int, retry_after: float | None, url: str):
-        super().__init__(f"HTTP {status} from {display_url(url)}")
-        self.status = status
-        self.retry_after = retry_after
-
-
-_RETRYABLE: tuple[type[BaseException], ...] = (_HTTPStatus, *TRANSIENT_ERRORS)
+class _ObjectChanged(_Restart):
+    pass
 
 
 class Meter(Protocol):
@@ -131,14 +173,74 @@ class NullMeter:
         pass
 
 
-class Transferer:
-    """Fetches files into temporary paths using one shared session and retry policy."""
+class StallClock:
+    """How long a content response may send nothing before it counts as stalled.
 
-    def __init__(self, session: aiohttp.ClientSession, config: TransferConfig):
+    Derived from what the run has seen (a multiple of the slowest recent time to first
+    byte), never below ``floor`` nor above the configured read timeout. Before anything was
+    seen, ``initial``. aiohttp applies it as the socket read timeout, so it costs nothing
+    per chunk.
+    """
+
+    def __init__(self, config: TransferConfig):
+        self.floor = min(config.stall_floor, config.read_timeout)
+        self.initial = min(config.stall_initial, config.read_timeout)
+        self.cap = config.read_timeout
+        self._recent: list[float] = []
+
+    def seen(self, ttfb: float) -> None:
+        self._recent.append(ttfb)
+        if len(self._recent) > 64:
+            del self._recent[:32]
+
+    def deadline(self) -> float:
+        if not self._recent:
+            return self.initial
+        return max(self.floor, min(self.cap, 20 * max(self._recent)))
+
+
+class _Writes:
+    """Thread writes in flight for one file descriptor: the fd is closed only after every
+    write handed to a thread has finished, even when the awaiting task was cancelled (a
+    hedge that lost, Ctrl-C) — otherwise a late ``pwrite`` could hit a reused fd."""
+
+    __slots__ = ("fd", "pending")
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.pending: set[asyncio.Future[None]] = set()
+
+    async def hash_write(self, offset: int, data: bytes, hasher: _Hasher) -> None:
+        if len(data) < THREAD_THRESHOLD:
+            _hash_write(self.fd, offset, data, hasher)
+            return
+        fut = asyncio.get_running_loop().run_in_executor(None, _hash_write, self.fd, offset,
+                                                         data, hasher)
+        self.pending.add(fut)
+        fut.add_done_callback(self.pending.discard)
+        await asyncio.shield(fut)
+
+    async def settle(self) -> None:
+        if self.pending:
+            await asyncio.gather(*self.pending, return_exceptions=True)
+
+
+class Transferer:
+    """Fetches files into temporary paths through the run's one request executor."""
+
+    def __init__(self, session: aiohttp.ClientSession, config: TransferConfig,
+                 requester: Requester | None = None):
         self.session = session
         self.config = config
-        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=config.connect_timeout,
-                                             sock_read=config.read_timeout)
+        self.requester = requester or Requester(session, config.retry,
+                                                connect_timeout=config.connect_timeout,
+                                                read_timeout=config.read_timeout)
+        self.stall = StallClock(config)
+        #: Hedged requests started (a straggling part fetched a second time).
+        self.hedges = 0
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        return self.requester.with_timeouts(sock_read=self.stall.deadline())
 
     # ------------------------------------------------------------------ public
 
@@ -147,8 +249,9 @@ class Transferer:
         """Download into ``temp`` and return the computed digest (verified against ``digest``).
 
         Raises :class:`ChecksumError` when the bytes do not match (after one fresh retry),
-        :class:`TransferError` when they cannot be fetched. ``temp`` is left in place on
-        TransferError (to resume later) and removed on ChecksumError.
+        :class:`~dandiget.errors.RequestError` or :class:`TransferError` when they cannot be
+        fetched. ``temp`` is left in place on those (to resume later) and removed on
+        ChecksumError.
         """
         algo = digest[0] if digest else "md5"
         for fresh_try in range(2):
@@ -177,20 +280,20 @@ class Transferer:
         """
         algo, expected = digest
         got = ""
+
+        async def read(resp: aiohttp.ClientResponse) -> bytes:
+            if resp.status == 206:
+                raise ResponseError("a partial response (206) to a plain GET")
+            if resp.content_length is not None and resp.content_length != size:
+                raise ResponseError(f"Content-Length {resp.content_length} != {size} expected")
+            data = await resp.read()
+            if len(data) != size:
+                raise ResponseError(f"body ended after {len(data)} of {size} bytes")
+            return data
+
         for fresh_try in range(2):
-            attempt = 0
-            while True:
-                attempt += 1
-                url = await source.current()
-                try:
-                    data = await self._get_small(url, size)
-                    break
-                except _Restart as e:
-                    if attempt >= self.config.retry.attempts:
-                        raise TransferError(f"{e} (gave up after {attempt} attempts)") from None
-                    await asyncio.sleep(self.config.retry.delay(attempt))
-                except _RETRYABLE as e:
-                    await self._after_failure(e, attempt, source, url)
+            data = await self.requester.send("GET", source, read, headers=_IDENTITY,
+                                             timeout=self._timeout(), decompress=False)
             meter.add(len(data))
             if len(data) >= THREAD_THRESHOLD:
                 got = await asyncio.to_thread(_digest_bytes, algo, data)
@@ -198,25 +301,11 @@ class Transferer:
                 got = _digest_bytes(algo, data)
             if got == expected:
                 return data
-            log.warning("%s: %s mismatch (got %s, expected %s)%s", display_url(url), algo, got,
-                        expected, "; retrying" if fresh_try == 0 else "")
+            log.warning("%s: %s mismatch (got %s, expected %s)%s",
+                        display_url(source.url or ""), algo, got, expected,
+                        "; retrying" if fresh_try == 0 else "")
             meter.rollback(len(data))
         raise ChecksumError(algo, got, expected)
-
-    async def _get_small(self, url: str, size: int) -> bytes:
-        async with self.session.get(url, headers={"Accept-Encoding": "identity"},
-                                    timeout=self.timeout, auto_decompress=False) as resp:
-            if resp.status == 206:
-                raise _Restart("a partial response (206) to a plain GET")
-            if resp.status != 200:
-                raise _HTTPStatus(resp.status,
-                                  parse_retry_after(resp.headers.get("Retry-After")), url)
-            if resp.content_length is not None and resp.content_length != size:
-                raise _Restart(f"Content-Length {resp.content_length} != {size} expected")
-            data = await resp.read()
-        if len(data) != size:
-            raise aiohttp.ClientPayloadError(f"got {len(data)} of {size} bytes")
-        return data
 
     # ------------------------------------------------------------------ one stream
 
@@ -226,12 +315,13 @@ class Transferer:
     async def _fetch_stream(self, source: Source, temp: Path, size: int, algo: str,
                             meter: Meter) -> str:
         hasher = self._new_hasher(algo, size)
-        offset = 0
         try:
             have = temp.stat().st_size
         except FileNotFoundError:
             have = 0
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT, 0o644)
+        writes = _Writes(fd)
+        cursor = _Cursor(0)
         try:
             if have > size:
                 os.ftruncate(fd, 0)  # longer than the object: cannot be a prefix of it
@@ -239,116 +329,99 @@ class Transferer:
             if have:
                 # Resume: the prefix on disk feeds the hasher first (it is verified too).
                 await asyncio.to_thread(_hash_prefix, temp, have, hasher)
-                offset = have
+                cursor.pos = have
                 meter.resumed(have)
-            attempt = 0
-            cursor = _Cursor(offset)
-            last = cursor.pos
-            while cursor.pos < size:
-                attempt = self._next_attempt(attempt, last, cursor.pos)
-                last = cursor.pos
-                url = await source.current()
+            box = [hasher]
+
+            async def body(resp: aiohttp.ClientResponse) -> None:
                 try:
-                    await self._get_into(url, fd, cursor.pos, size, hasher, meter, cursor,
-                                         ranged=cursor.pos > 0)
+                    await self._write_body(resp, writes, cursor.pos, size, box[0], meter,
+                                           cursor, ranged=cursor.pos > 0)
                 except _Restart as e:
                     log.debug("%s: %s; restarting from byte 0", temp.name, e)
                     os.ftruncate(fd, 0)
                     meter.rollback(cursor.pos)
-                    cursor.pos = last = 0
-                    hasher = self._new_hasher(algo, size)
-                    if attempt >= self.config.retry.attempts:
-                        raise TransferError(f"{e} (gave up after {attempt} attempts)") from None
-                except _RETRYABLE as e:
-                    await self._after_failure(e, attempt, source, url)
+                    cursor.pos = 0
+                    box[0] = self._new_hasher(algo, size)
+                    raise ResponseError(str(e)) from None
+
+            if cursor.pos < size:
+                await self._send_range(source, body, cursor, size)
             os.ftruncate(fd, size)
         finally:
+            await writes.settle()
             os.close(fd)
-        return str(hasher.hexdigest())
+        return str(box[0].hexdigest())
 
-    @staticmethod
-    def _next_attempt(attempt: int, before: int, after: int) -> int:
-        """Attempts that moved bytes do not count: a flaky but working connection finishes
-        (dandi-cli needed DANDI_DOWNLOAD_AGGRESSIVE_RETRY for that)."""
-        return 1 if after > before else attempt + 1
+    async def _send_range(self, source: Source, body: Callable[[aiohttp.ClientResponse],
+                          Awaitable[None]], cursor: _Cursor, end: int,
+                          *, force_range: bool = False) -> None:
+        """One logical GET of bytes [cursor.pos, end) through the executor, resuming inside
+        it after a broken connection (the Range follows ``cursor``)."""
 
-    async def _after_failure(self, e: BaseException, attempt: int, source: Source,
-                             url: str) -> None:
-        """Sleep before the next attempt, or raise TransferError when it is hopeless."""
-        retry = self.config.retry
-        if isinstance(e, _HTTPStatus):
-            if e.status in (403, 404) and await source.refresh():
-                return  # expired presigned URL / moved object: ask the API again
-            if not retry.is_retryable_status(e.status):
-                raise TransferError(str(e)) from None
-            delay = retry.delay(attempt, e.retry_after)
-        else:
-            delay = retry.delay(attempt)
-        if attempt >= retry.attempts:
-            raise TransferError(f"{_describe(e)} from {display_url(url)} "
-                                f"(gave up after {attempt} attempts)") from None
-        log.debug("%s: %s; retry %d in %.2fs", display_url(url), _describe(e), attempt, delay)
-        await asyncio.sleep(delay)
+        def headers() -> dict[str, str]:
+            if cursor.pos > 0 or force_range:
+                return {"Accept-Encoding": "identity", "Range": f"bytes={cursor.pos}-{end - 1}"}
+            return _IDENTITY
 
-    async def _get_into(self, url: str, fd: int, start: int, end: int, hasher: Any,
-                        meter: Meter, cursor: _Cursor, *, ranged: bool,
-                        etag_seen: list[str] | None = None) -> None:
-        """GET bytes [start, end) of ``url`` into ``fd`` at their offsets.
+        await self.requester.send("GET", source, body, headers=headers,
+                                  progress=lambda: cursor.pos, timeout=self._timeout(),
+                                  accept=_BODY_STATUSES, decompress=False)
+
+    async def _write_body(self, resp: aiohttp.ClientResponse, writes: _Writes, start: int,
+                          end: int, hasher: _Hasher, meter: Meter, cursor: _Cursor, *,
+                          ranged: bool, etag_seen: list[str] | None = None) -> None:
+        """Write a response's bytes [start, end) at their offsets, hashing as they arrive.
 
         ``cursor.pos`` always holds the offset up to which bytes were written *and* hashed,
-        also when the stream breaks mid-way, so the caller resumes exactly there. Raises
-        _Restart when the server answered with a body we cannot place (200 to a Range
-        request for a non-zero start, mismatched Content-Range).
+        also when the stream breaks mid-way, so the next attempt resumes exactly there.
+        Raises _Restart when the server answered with a body we cannot place (200 to a Range
+        request for a non-zero start, mismatched Content-Range), _ObjectChanged when its
+        ETag differs from the other parts'.
         """
-        headers = {"Accept-Encoding": "identity"}
+        if resp.status == 416 and start > 0 and etag_seen is None:
+            raise _Restart("server refused the resume range (416)")
+        if resp.status not in (200, 206):
+            raise _Restart(f"HTTP {resp.status} to a range request")
+        if etag_seen is not None:
+            et = resp.headers.get("ETag")
+            if et:
+                if etag_seen and etag_seen[0] != et:
+                    raise _ObjectChanged(f"object changed on the server (ETag {et} != "
+                                         f"{etag_seen[0]})")
+                if not etag_seen:
+                    etag_seen.append(et)
         if ranged:
-            headers["Range"] = f"bytes={start}-{end - 1}"
-        async with self.session.get(url, headers=headers, timeout=self.timeout,
-                                    auto_decompress=False, allow_redirects=True) as resp:
-            if resp.status == 416 and start > 0 and etag_seen is None:
-                raise _Restart("server refused the resume range (416)")
-            if resp.status not in (200, 206):
-                raise _HTTPStatus(resp.status, parse_retry_after(resp.headers.get("Retry-After")),
-                                  url)
-            if etag_seen is not None:
-                et = resp.headers.get("ETag")
-                if et:
-                    if etag_seen and etag_seen[0] != et:
-                        raise _Restart(f"object changed on the server (ETag {et} != "
-                                       f"{etag_seen[0]})")
-                    if not etag_seen:
-                        etag_seen.append(et)
-            if ranged:
-                if resp.status == 200:
-                    if start == 0 and resp.content_length in (None, end):
-                        pass  # the whole object, which is what we wanted anyway
-                    else:
-                        raise _Restart("server ignored the Range header (200)")
-                else:
-                    m = CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", ""))
-                    if not m or int(m.group(1)) != start or int(m.group(2)) > end - 1:
-                        raise _Restart(
-                            f"bad Content-Range {resp.headers.get('Content-Range')!r} for "
-                            f"bytes={start}-{end - 1}")
-            elif resp.status == 206:
-                raise _Restart("unexpected 206 to a plain GET")
-            expected = end - start
-            if resp.content_length is not None and resp.content_length != expected:
-                raise _Restart(f"Content-Length {resp.content_length} != {expected} expected")
-            cursor.pos = start
-            async for chunk in resp.content.iter_chunked(self.config.chunk_size):
-                n = len(chunk)
-                if cursor.pos + n > end:
-                    raise _Restart(f"server sent more than the {expected} bytes asked for")
-                if n >= THREAD_THRESHOLD:
-                    await asyncio.to_thread(_hash_write, fd, cursor.pos, chunk, hasher)
-                else:
-                    _hash_write(fd, cursor.pos, chunk, hasher)
-                cursor.pos += n
-                meter.add(n)
-            if cursor.pos < end:
-                raise aiohttp.ClientPayloadError(
-                    f"body ended after {cursor.pos - start} of {expected} bytes")
+            if resp.status == 200:
+                if not (start == 0 and resp.content_length in (None, end)):
+                    raise _Restart("server ignored the Range header (200)")
+            else:
+                m = CONTENT_RANGE_RE.match(resp.headers.get("Content-Range", ""))
+                if not m or int(m.group(1)) != start or int(m.group(2)) > end - 1:
+                    raise _Restart(
+                        f"bad Content-Range {resp.headers.get('Content-Range')!r} for "
+                        f"bytes={start}-{end - 1}")
+        elif resp.status == 206:
+            raise _Restart("unexpected 206 to a plain GET")
+        expected = end - start
+        if resp.content_length is not None and resp.content_length != expected:
+            raise _Restart(f"Content-Length {resp.content_length} != {expected} expected")
+        cursor.pos = start
+        t0 = time.monotonic()
+        first = True
+        async for chunk in resp.content.iter_chunked(self.config.chunk_size):
+            if first:  # how long a healthy response makes us wait: the stall clock learns
+                self.stall.seen(time.monotonic() - t0)
+                first = False
+            n = len(chunk)
+            if cursor.pos + n > end:
+                raise _Restart(f"server sent more than the {expected} bytes asked for")
+            await writes.hash_write(cursor.pos, chunk, hasher)
+            cursor.pos += n
+            meter.add(n)
+        if cursor.pos < end:
+            raise aiohttp.ClientPayloadError(
+                f"body ended after {cursor.pos - start} of {expected} bytes")
 
     # ------------------------------------------------------------------ parallel parts
 
@@ -373,104 +446,277 @@ class Transferer:
 
     async def _fetch_parts(self, source: Source, temp: Path, size: int,
                            meter: Meter) -> str:
+        """Parallel Range requests, journalled at the byte, with straggler hedging.
+
+        The temporary is not preallocated: it grows as bytes land (an early interrupt leaves
+        no full-size sparse file). Every ``JOURNAL_INTERVAL`` the file is fdatasync'ed and the
+        journal records finished parts (with their md5) and, for parts in flight, how far
+        each range got; a resumed run (even after ``kill -9``) continues every range at that
+        byte and re-hashes from disk only the parts it did not hash in one go.
+        """
         parts = etag_parts(size)
-        journal_path = temp.with_name(temp.name + ".json")
-        done: dict[int, str] = {}
-        try:
-            have = temp.stat().st_size
-        except FileNotFoundError:
-            have = -1
-        if have == size:
-            done = _load_journal(journal_path, size)
+        journal_path = journal_of(temp)
+        journal = _load_journal(journal_path, size) if temp.exists() else None
+        done: dict[int, str] = dict(journal.parts) if journal else {}
+        spans: dict[int, int] = dict(journal.spans) if journal else {}
         fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o644)
+        writes = _Writes(fd)
+        if journal is None:
+            os.ftruncate(fd, 0)
+            journal_path.unlink(missing_ok=True)
         try:
-            if have != size:
-                os.ftruncate(fd, 0)
-                os.ftruncate(fd, size)
+            units = []
+            rehash: set[int] = set()
             resumed = sum(parts[i].length for i in done)
+            for u in self.plan_units(parts):
+                if u.index in done:
+                    continue
+                got = spans.get(u.offset, u.offset)
+                if got > u.offset:
+                    resumed += got - u.offset
+                    rehash.add(u.index)
+                if u.length != parts[u.index].length:
+                    rehash.add(u.index)
+                units.append((u, _Cursor(got)))
             if resumed:
                 meter.resumed(resumed)
-            units = [u for u in self.plan_units(parts) if u.index not in done]
-            left: dict[int, int] = {}
-            for u in units:
-                left[u.index] = left.get(u.index, 0) + 1
-            etag_seen: list[str] = []
-            journal_lock = asyncio.Lock()
-            queue: asyncio.Queue[Part] = asyncio.Queue()
-            for u in units:
-                queue.put_nowait(u)
-
-            async def finish_part(index: int, md5: str) -> None:
-                await asyncio.to_thread(os.fdatasync, fd)
-                async with journal_lock:
-                    done[index] = md5
-                    await asyncio.to_thread(_save_journal, journal_path, size, done)
-
-            async def worker() -> None:
-                while True:
-                    try:
-                        unit = queue.get_nowait()
-                    except asyncio.QueueEmpty:
-                        return
-                    part = parts[unit.index]
-                    whole = unit.length == part.length
-                    md5 = await self._fetch_range(source, fd, unit, meter, etag_seen,
-                                                  hash_it=whole)
-                    left[unit.index] -= 1
-                    if whole:
-                        await finish_part(unit.index, md5)
-                    elif left[unit.index] == 0:  # last piece of a split part: hash it back
-                        digest = await asyncio.to_thread(md5_range_digest, temp, part.offset,
-                                                         part.length)
-                        await finish_part(unit.index, digest.hex())
-
-            n_workers = max(1, min(self.config.parts_per_file, len(units)))
-            tasks = [asyncio.create_task(worker()) for _ in range(n_workers)]
+            run = _PartsRun(self, source, writes, temp, size, parts, units, rehash, done,
+                            meter, journal_path)
             try:
-                await asyncio.gather(*tasks)
-            except _Restart:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                os.ftruncate(fd, 0)
-                journal_path.unlink(missing_ok=True)
-                meter.rollback(size)
-                raise TransferError("object changed on the server during the download") from None
+                await run.go()
             except BaseException:
-                for t in tasks:
-                    t.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                if not journal_path.exists():  # nothing durable: no sparse file left
+                    temp.unlink(missing_ok=True)
                 raise
+            os.ftruncate(fd, size)
         finally:
+            await writes.settle()
             os.close(fd)
         return combine_part_digests(bytes.fromhex(done[p.index]) for p in parts)
 
-    async def _fetch_range(self, source: Source, fd: int, unit: Part, meter: Meter,
-                           etag_seen: list[str], *, hash_it: bool) -> str:
-        """One Range request (a whole part, hashed as it arrives, or a piece of one),
-        resuming inside it after a broken connection."""
+    async def _fetch_range(self, source: Source, writes: _Writes, unit: Part, cursor: _Cursor,
+                           meter: Meter, etag_seen: list[str], *, hash_it: bool) -> str:
+        """One Range request for [cursor.pos, unit.end), resuming inside it after a broken
+        connection; the md5 of the whole unit when ``hash_it`` (it started at its offset)."""
         hasher: _Hasher = hashlib.md5() if hash_it else _NULL_HASHER
-        cursor = _Cursor(unit.offset)
-        attempt = 0
-        last = cursor.pos
-        while cursor.pos < unit.end:
-            attempt = self._next_attempt(attempt, last, cursor.pos)
-            last = cursor.pos
-            url = await source.current()
+
+        async def body(resp: aiohttp.ClientResponse) -> None:
             try:
-                await self._get_into(url, fd, cursor.pos, unit.end, hasher, meter, cursor,
-                                     ranged=True, etag_seen=etag_seen)
+                await self._write_body(resp, writes, cursor.pos, unit.end, hasher, meter,
+                                       cursor, ranged=True, etag_seen=etag_seen)
+            except _ObjectChanged:
+                raise
             except _Restart as e:
-                if "object changed" in str(e):
-                    raise
-                # A misbehaving range response: nothing was written; retry this range.
-                log.debug("bytes %d-%d: %s", unit.offset, unit.end - 1, e)
-                if attempt >= self.config.retry.attempts:
-                    raise TransferError(f"{e} (gave up after {attempt} attempts)") from None
-                await asyncio.sleep(self.config.retry.delay(attempt))
-            except _RETRYABLE as e:
-                await self._after_failure(e, attempt, source, url)
+                raise ResponseError(f"bytes {cursor.pos}-{unit.end - 1}: {e}") from None
+
+        if cursor.pos < unit.end:
+            await self._send_range(source, body, cursor, unit.end, force_range=True)
         return hasher.hexdigest() if hash_it else ""  # type: ignore[attr-defined]
+
+
+class _Unit:
+    """One Range unit in flight: its main request and, if it straggles, a hedge."""
+
+    __slots__ = ("cursor", "hedge", "hedge_cursor", "hedge_from", "main", "part", "started")
+
+    def __init__(self, part: Part, cursor: _Cursor):
+        self.part = part
+        self.cursor = cursor
+        self.started = time.monotonic()
+        self.main: asyncio.Task[str] | None = None
+        self.hedge: asyncio.Task[str] | None = None
+        self.hedge_cursor: _Cursor | None = None
+        self.hedge_from = 0
+
+    @property
+    def covered(self) -> int:
+        """Bytes of the unit on disk from its offset without a gap."""
+        pos = self.cursor.pos
+        if self.hedge_cursor is not None and self.hedge_from <= pos:
+            pos = max(pos, self.hedge_cursor.pos)
+        return pos
+
+
+class _PartsRun:
+    """The parallel parts of one file: workers, the journal, and the hedger."""
+
+    def __init__(self, t: Transferer, source: Source, writes: _Writes, temp: Path, size: int,
+                 parts: list[Part], units: list[tuple[Part, _Cursor]], rehash: set[int],
+                 done: dict[int, str], meter: Meter, journal_path: Path):
+        self.t = t
+        self.source = source
+        self.writes = writes
+        self.temp = temp
+        self.size = size
+        self.parts = parts
+        self.queue = list(reversed(units))
+        self.rehash = rehash
+        self.done = done
+        self.meter = meter
+        self.journal_path = journal_path
+        self.left: dict[int, int] = {}
+        for u, _c in units:
+            self.left[u.index] = self.left.get(u.index, 0) + 1
+        self.running: list[_Unit] = []
+        #: finished units of parts not finished yet: unit offset -> end
+        self.complete: dict[int, int] = {}
+        self.durations: list[float] = []
+        self.etag_seen: list[str] = []
+        self.journal_lock = asyncio.Lock()
+        self.n_workers = max(1, min(t.config.parts_per_file, len(units)))
+        self.finished = asyncio.Event()
+
+    async def go(self) -> None:
+        workers = [asyncio.create_task(self.worker()) for _ in range(self.n_workers)]
+        keeper = asyncio.create_task(self.keep_journal())
+        hedger = asyncio.create_task(self.hedger())
+        try:
+            await asyncio.gather(*workers)
+        except _ObjectChanged:
+            await self._cancel(workers)
+            os.ftruncate(self.writes.fd, 0)
+            self.journal_path.unlink(missing_ok=True)
+            self.meter.rollback(self.size)
+            raise TransferError("object changed on the server during the download") from None
+        except BaseException:
+            await self._cancel(workers)
+            raise
+        finally:
+            self.finished.set()
+            await self._cancel([keeper, hedger])
+
+    @staticmethod
+    async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def worker(self) -> None:
+        while self.queue:
+            part, cursor = self.queue.pop()
+            u = _Unit(part, cursor)
+            whole = part.offset == cursor.pos and part.index not in self.rehash
+            u.main = asyncio.create_task(self.t._fetch_range(
+                self.source, self.writes, part, cursor, self.meter, self.etag_seen,
+                hash_it=whole))
+            self.running.append(u)
+            try:
+                md5 = await self._race(u)
+            finally:
+                self.running.remove(u)
+            self.durations.append(time.monotonic() - u.started)
+            self.complete[part.offset] = part.end
+            self.left[part.index] -= 1
+            if md5 and whole:
+                await self.finish_part(part.index, md5)
+            elif self.left[part.index] == 0:  # the part's last unit: hash it back from disk
+                p = self.parts[part.index]
+                digest = await asyncio.to_thread(md5_range_digest, self.temp, p.offset,
+                                                 p.length)
+                await self.finish_part(part.index, digest.hex())
+
+    async def _race(self, u: _Unit) -> str:
+        """The unit's result: its main request's, or its hedge's if that finishes first."""
+        assert u.main is not None
+        try:
+            return await self._first_of(u)
+        finally:
+            await self._cancel([t for t in (u.main, u.hedge) if t is not None and not t.done()])
+
+    async def _first_of(self, u: _Unit) -> str:
+        assert u.main is not None
+        while True:
+            tasks = [t for t in (u.main, u.hedge) if t is not None and not t.done()]
+            finished = [t for t in (u.main, u.hedge) if t is not None and t.done()]
+            for t in finished:
+                if t.cancelled():
+                    continue
+                if t.exception() is None:
+                    other = u.hedge if t is u.main else u.main
+                    if other is not None and not other.done():
+                        await self._cancel([other])
+                    if t is u.hedge:  # the hedge's bytes the main request never got
+                        assert u.hedge_cursor is not None
+                        self.meter.add(max(0, u.hedge_cursor.pos - max(u.cursor.pos,
+                                                                      u.hedge_from)))
+                        self.rehash.add(u.part.index)
+                        u.cursor.pos = u.part.end
+                        return ""
+                    return t.result()
+            if not tasks:  # every request failed: the main's error is the unit's error
+                err = u.main.exception() if not u.main.cancelled() else None
+                if err is None and u.hedge is not None and not u.hedge.cancelled():
+                    err = u.hedge.exception()
+                raise err or asyncio.CancelledError()
+            hedge_before = u.hedge
+            waker = asyncio.ensure_future(self._hedged(u, hedge_before))
+            try:
+                await asyncio.wait([*tasks, waker], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waker.cancel()
+
+    @staticmethod
+    async def _hedged(u: _Unit, before: asyncio.Task[str] | None) -> None:
+        while u.hedge is before:
+            await asyncio.sleep(HEDGE_CHECK_INTERVAL)
+
+    async def hedger(self) -> None:
+        """Once every unit has started, give a second request to a unit far behind."""
+        while not self.finished.is_set():
+            await asyncio.sleep(HEDGE_CHECK_INTERVAL)
+            if self.queue or not self.durations:
+                continue
+            busy = sum(1 + (u.hedge is not None and not u.hedge.done()) for u in self.running)
+            if busy >= self.n_workers:
+                continue
+            typical = statistics.median(self.durations)
+            now = time.monotonic()
+            for u in list(self.running):
+                if u.hedge is not None or u.main is None or u.main.done():
+                    continue
+                elapsed = now - u.started
+                got = u.cursor.pos - u.part.offset
+                left = u.part.end - u.cursor.pos
+                rate = got / elapsed if elapsed > 0 else 0.0
+                eta = left / rate if rate > 0 else float("inf")
+                if elapsed > max(1.0, 2 * typical) and eta > max(1.0, 2 * typical):
+                    self._start_hedge(u)
+                    break
+
+    def _start_hedge(self, u: _Unit) -> None:
+        u.hedge_from = u.cursor.pos
+        u.hedge_cursor = _Cursor(u.hedge_from)
+        rest = Part(u.part.index, u.hedge_from, u.part.end - u.hedge_from)
+        self.t.hedges += 1
+        log.debug("%s: bytes %d-%d straggle; hedging with a second request", self.temp.name,
+                  u.hedge_from, u.part.end - 1)
+        u.hedge = asyncio.create_task(self.t._fetch_range(
+            self.source, self.writes, rest, u.hedge_cursor, NullMeter(), self.etag_seen,
+            hash_it=False))
+
+    async def finish_part(self, index: int, md5: str) -> None:
+        async with self.journal_lock:
+            self.done[index] = md5
+        await self.save_journal()
+
+    async def save_journal(self) -> None:
+        """fdatasync, then record what is durable: finished parts and in-flight spans."""
+        async with self.journal_lock:
+            done = dict(self.done)
+            spans = {off: end for off, end in self.complete.items()
+                     if self._part_of(off) not in done}
+            spans.update({u.part.offset: u.covered for u in self.running
+                          if u.covered > u.part.offset})
+            await asyncio.to_thread(os.fdatasync, self.writes.fd)
+            await asyncio.to_thread(_save_journal, self.journal_path, self.size, done, spans)
+
+    def _part_of(self, offset: int) -> int:
+        return offset // self.parts[0].length if self.parts[0].length else 0
+
+    async def keep_journal(self) -> None:
+        while True:
+            await asyncio.sleep(JOURNAL_INTERVAL)
+            await self.save_journal()
 
 
 class _NullHasher:
@@ -532,23 +778,41 @@ def _hash_prefix(path: Path, length: int, hasher: _Hasher) -> None:
             remaining -= len(chunk)
 
 
-def _load_journal(path: Path, size: int) -> dict[int, str]:
+@dataclass
+class _Journal:
+    parts: dict[int, str]
+    #: unit offset -> the byte up to which it is on disk (durably)
+    spans: dict[int, int]
+
+
+def journal_of(temp: Path) -> Path:
+    return temp.with_name(temp.name + ".json")
+
+
+def _load_journal(path: Path, size: int) -> _Journal | None:
     try:
         data = json.loads(path.read_text())
         if data.get("size") != size:
-            return {}
-        return {int(k): str(v) for k, v in data.get("parts", {}).items()}
+            return None
+        return _Journal({int(k): str(v) for k, v in data.get("parts", {}).items()},
+                        {int(k): int(v) for k, v in data.get("spans", {}).items()})
     except (OSError, ValueError, AttributeError):
-        return {}
+        return None
 
 
-def _save_journal(path: Path, size: int, done: dict[int, str]) -> None:
+def _save_journal(path: Path, size: int, done: dict[int, str], spans: dict[int, int]) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"size": size, "parts": done}))
+    tmp.write_text(json.dumps({"size": size, "parts": done, "spans": spans}))
     os.replace(tmp, path)
 
 
 def discard(temp: Path) -> None:
     """Remove a temporary file and its part journal."""
     temp.unlink(missing_ok=True)
-    temp.with_name(temp.name + ".json").unlink(missing_ok=True)
+    journal_of(temp).unlink(missing_ok=True)
+    journal_of(temp).with_name(journal_of(temp).name + ".tmp").unlink(missing_ok=True)
+
+
+_IDENTITY = {"Accept-Encoding": "identity"}
+#: Range responses are judged by the body writer (a 416 restarts a resume).
+_BODY_STATUSES = frozenset({200, 206, 416})

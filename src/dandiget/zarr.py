@@ -180,6 +180,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
         if opts.existing is DownloadExisting.ERROR:
             raise FileExistsError(f"File {str(target)!r} already exists where the Zarr goes")
         if not opts.dry_run:
+            await engine.prepare_output(job)
             await asyncio.to_thread(remove_path, target)
     tracker = ZarrTracker(engine, rec, asset.size)
     state = engine.state
@@ -187,7 +188,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
     if state is not None:
         if (not partial and opts.existing in (DownloadExisting.REFRESH,
                                               DownloadExisting.OVERWRITE_DIFFERENT,
-                                              DownloadExisting.SKIP)
+                                              DownloadExisting.SKIP, DownloadExisting.ERROR)
                 and asset.zarr_checksum and target.is_dir()):
             zrow = await asyncio.to_thread(state.get_zarr, rec)
             unchanged = False
@@ -212,6 +213,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             records = await asyncio.to_thread(state.load_prefix, rec)
     engine.emit(Started(rec, asset.size, kind="zarr"))
     if not opts.dry_run:
+        await engine.prepare_output(job, asset.size, rec, present=target)
         target.mkdir(parents=True, exist_ok=True)
         engine.confinement(job.output_dir).check_dir(target)
     listed: dict[str, tuple[str, int]] = {}
@@ -278,7 +280,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             made_dirs.add(parent)
         temp = parent / temp_name(path.name, entry.md5[:8])
         source = Source(url=(base_url + quote(entry.key)) if base_url else None,
-                        resolve=lambda: resolve_entry(entry.key))
+                        resolve=lambda: resolve_entry(entry.key), refusals=engine._refusals)
         transferer = engine.transferer
         assert transferer is not None
         if entry.size <= SMALL_OBJECT:
@@ -315,7 +317,8 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
     if opts.dry_run:
         action = "download" if would_download else "skip"
         engine.emit(Planned(rec, action, would_bytes,
-                            f"{would_download} entries to download, {tracker.skipped} skipped",
+                            f"{would_download} entr{'y' if would_download == 1 else 'ies'} to "
+                            f"download, {tracker.skipped} skipped",
                             kind="zarr"))
         engine.report.files_downloaded += would_download
         engine.report.bytes_downloaded += would_bytes

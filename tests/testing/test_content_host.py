@@ -157,6 +157,29 @@ def test_presigned_urls(text_mod: TestArchive) -> None:
     assert r.headers["Content-Disposition"] == 'inline; filename="apple.txt"'
 
 
+def test_head_on_presigned_get_url(text_mod: TestArchive) -> None:
+    """Download redirects are presigned for GET: a HEAD is refused (403, no body) as on S3,
+    while the unsigned public URL and the Zarr HEAD redirect (presigned for HEAD) answer it."""
+    info = text_mod.asset("000001", "subdir1/apple.txt")
+    for api_url in (info.metadata["contentUrl"][0],
+                    f"{text_mod.api_url}/dandisets/000001/versions/draft/assets/"
+                    f"{info.asset_id}/download/"):
+        for method in ("GET", "HEAD"):  # the API answers both with a GET-signed redirect
+            loc = fetch(api_url, method).headers["Location"]
+            head = fetch(loc, "HEAD")
+            assert head.status == 403 and head.body == b""
+            assert fetch(loc).status == 200
+    assert fetch(info.content_url, "HEAD").status == 200  # unsigned, public
+    zarr = text_mod.asset("000002", "sample.zarr")
+    key = sorted(text_mod.zarr_files("000002", "sample.zarr"))[0]
+    files = f"{text_mod.api_url}/zarr/{zarr.zarr_id}/files/?prefix={key}"
+    assert fetch(fetch(files, "HEAD").headers["Location"], "HEAD").status == 200
+    signed_for_head = fetch(files, "HEAD").headers["Location"]
+    assert fetch(signed_for_head).status == 403  # and that one is not good for a GET
+    get_loc = fetch(files + "&download=true").headers["Location"]
+    assert fetch(get_loc, "HEAD").status == 403 and fetch(get_loc).status == 200
+
+
 def test_expired_presigned_url(text_mod: TestArchive) -> None:
     info = text_mod.asset("000001", "file.txt")
     f = text_mod.inject(r"/download/", host="api", expire_presigned=True, times=1)

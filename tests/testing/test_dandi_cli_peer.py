@@ -2,7 +2,7 @@
 
 If the archive and the real Archive disagreed on anything dandi-cli relies on (pagination,
 redirects, Range, digests, the zarr listing and checksum), this is where it would show.
-The dandi-cli virtualenv comes from ``DANDIGET_PEER_VENV``, else ``/work/main/.peer-venv``
+The dandi-cli virtualenv comes from ``DANDIGET_PEER_VENV``, else ``<repo>/.peer-venv``
 (created with ``pip install dandi`` when missing).
 """
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 
@@ -9,7 +10,7 @@ import pytest
 
 from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec, TestArchive
 
-from .conftest import fetch, raw_exchange
+from .conftest import Resp, fetch, raw_exchange
 
 SIZE = 200_000
 
@@ -101,9 +102,15 @@ def test_stall(archive: TestArchive, data: bytes) -> None:
     archive.inject(r"/blobs/", host="content", stall=0.6, times=1)
     r = fetch(url(archive))
     assert r.body == data and r.elapsed >= 0.6 and r.header_time < 0.5
+
+
+
+def test_stall_longer_than_the_client_timeout(archive: TestArchive) -> None:
     archive.inject(r"/blobs/", host="content", stall=5, times=1)
     r = fetch(url(archive), timeout=0.5)
-    assert r.error == "TimeoutError" or r.error == "IncompleteRead" or len(r.body) < SIZE
+    # the headers came at once, then the body stopped: the client's read timed out
+    assert r.status == 200 and r.header_time < 0.5 and r.error == "TimeoutError"
+    assert archive.requests[-1].bytes_sent == 65536  # held after the first 64 KiB
 
 
 def test_corrupt(archive: TestArchive, data: bytes) -> None:
@@ -175,3 +182,63 @@ def test_request_log(archive: TestArchive) -> None:
     assert rec.headers["Authorization"] == "Bearer x" and rec.headers["X-Custom"] == "1"
     archive.clear_requests()
     assert archive.requests == []
+
+
+# ------------------------------------------------------------------ pause: a test-driven hold
+
+
+def fetch_in_thread(target: str, headers: dict[str, str] | None = None) -> tuple[
+        threading.Thread, list[Resp]]:
+    out: list[Resp] = []
+    t = threading.Thread(target=lambda: out.append(fetch(target, headers=headers)))
+    t.start()
+    return t, out
+
+
+def test_pause_holds_a_body_until_released(archive: TestArchive, data: bytes) -> None:
+    f = archive.inject(r"/blobs/", host="content", pause_at=1000)
+    t, out = fetch_in_thread(url(archive))
+    assert f.wait_paused(timeout=30)
+    rec = archive.requests[-1]
+    assert rec.bytes_sent == 1000 and out == [] and t.is_alive()  # held, not finished
+    f.release()
+    t.join(30)
+    assert out[0].body == data and f.paused == 1
+    r = fetch(url(archive))  # released: later responses go through without stopping
+    assert r.body == data and f.paused == 2
+
+
+def test_pause_counts_object_offsets_in_ranged_responses(archive: TestArchive,
+                                                         data: bytes) -> None:
+    f = archive.inject(r"/blobs/", host="content", pause_at=150_000)
+    # ranges on either side of the pause point are not held
+    assert fetch(url(archive), headers={"Range": "bytes=0-149999"}).body == data[:150_000]
+    assert fetch(url(archive), headers={"Range": "bytes=150001-"}).body == data[150_001:]
+    assert f.paused == 0
+    t, out = fetch_in_thread(url(archive), {"Range": "bytes=100000-"})
+    assert f.wait_paused(timeout=30)
+    assert archive.requests[-1].bytes_sent == 50_000 and out == []
+    f.release()
+    t.join(30)
+    assert out[0].status == 206 and out[0].body == data[100_000:]
+
+
+def test_clearing_faults_releases_held_responses(archive: TestArchive) -> None:
+    f = archive.inject(r"/info/", host="api", pause_at=0)
+    t, out = fetch_in_thread(f"{archive.api_url}/info/")
+    assert f.wait_paused(timeout=30)
+    assert out == [] and archive.requests[-1].bytes_sent == 0
+    archive.clear_faults()
+    t.join(30)
+    assert out[0].status == 200 and out[0].json()["version"]
+
+
+def test_wait_paused_times_out_when_nothing_arrives(archive: TestArchive) -> None:
+    f = archive.inject(r"/never/", pause_at=0)
+    assert f.wait_paused(timeout=0.05) is False
+
+
+def test_skip_lets_the_first_requests_through(archive: TestArchive, data: bytes) -> None:
+    f = archive.inject(r"/blobs/", host="content", drop_after=10, skip=2)
+    assert [len(fetch(url(archive)).body) for _ in range(4)] == [SIZE, SIZE, 10, 10]
+    assert (f.seen, f.hits) == (4, 2)

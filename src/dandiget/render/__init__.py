@@ -4,6 +4,9 @@
 * ``debug``  (``-f debug``): dandi-cli's records, one Python dict repr per line.
 * ``jsonl``  (``-f json``): versioned JSON lines for pipelines.
 * ``plain``  (not a terminal): a progress line at a sane interval, no escape codes.
+* ``plan``   (``--dry-run`` with ``pyout``/``plain``): what would be downloaded, skipped,
+  deleted, with totals.
+* ``quiet``  (``download(..., quiet=True)``): nothing; the returned report is the output.
 
 All of them do O(1) work per event, so a million-file Zarr costs the display nothing.
 """
@@ -22,12 +25,32 @@ class Renderer(Protocol):
     def finish(self, report: DownloadReport | None, error: BaseException | None) -> None: ...
 
 
-def make_renderer(fmt: str, stream: IO[str] | None = None, *, is_tty: bool | None = None
-                  ) -> Renderer:
-    """The renderer for ``-f``; ``pyout`` falls back to ``plain`` when not on a terminal."""
+class NullRenderer:
+    """Prints nothing: for library use, where the report is the output."""
+
+    def start(self) -> None:
+        pass
+
+    def __call__(self, event: Event) -> None:
+        pass
+
+    def finish(self, report: DownloadReport | None, error: BaseException | None) -> None:
+        pass
+
+
+def make_renderer(fmt: str, stream: IO[str] | None = None, *, is_tty: bool | None = None,
+                  dry_run: bool = False, quiet: bool = False) -> Renderer:
+    """The renderer for ``-f``; ``pyout`` falls back to ``plain`` when not on a terminal,
+    and both show a plan instead of progress for a dry run."""
     import sys
 
+    if quiet:
+        return NullRenderer()
     out = stream or sys.stdout
+    if dry_run and fmt in ("pyout", "plain"):
+        from .plan import PlanRenderer
+
+        return PlanRenderer(out)
     tty = out.isatty() if is_tty is None else is_tty
     if fmt == "pyout" and is_tty is None and in_jupyter():
         from .notebook import NotebookRenderer

@@ -9,6 +9,7 @@ from typing import IO
 
 from ..events import Event, Planned, Totals
 from ..report import DownloadReport
+from .text import final_lines
 
 
 class DebugRenderer:
@@ -36,6 +37,6 @@ class DebugRenderer:
         self.out.flush()
 
     def finish(self, report: DownloadReport | None, error: BaseException | None) -> None:
-        if report is not None:
-            self.out.write(report.summary() + "\n")
-            self.out.flush()
+        for line in final_lines(report, error):
+            self.out.write(line + "\n")
+        self.out.flush()

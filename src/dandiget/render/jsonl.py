@@ -16,7 +16,9 @@ Events and their extra keys:
 ``planned``    ``path``, ``action`` (download | skip | delete | error), ``size``, ``reason``
 ``summary``    last line: the report (``ok``, counts, bytes, ``duration``, ``errors``,
                ``error_list`` of {path, message}); ``fatal`` holds the message of an error
-               that stopped the run (e.g. a URL that does not resolve).
+               that stopped the run (e.g. a URL that does not resolve, or
+               ``KeyboardInterrupt``). ``files_downloaded`` counts every file written,
+               Zarr entries included (``zarr_entries_downloaded`` of them).
 =============  ==============================================================
 """
 
@@ -26,6 +28,7 @@ import json
 import time
 from typing import IO, Any
 
+from ..errors import DownloadFailed
 from ..events import (
     Deleted,
     Done,
@@ -42,6 +45,7 @@ from ..events import (
     ZarrUpdate,
 )
 from ..report import DownloadReport
+from .text import is_interruption
 
 SCHEMA = "dandiget.event/1"
 
@@ -94,9 +98,14 @@ class JsonRenderer:
         if report is not None:
             d.update(report.to_dict(outcomes=False))
             d["error_list"] = [{"path": o.path, "message": o.message} for o in report.errors]
-        else:
+        if error is not None and not isinstance(error, DownloadFailed):
             d["ok"] = False
-        if error is not None and report is None:
-            d["fatal"] = f"{type(error).__name__}: {error}"
+            name = type(error).__name__
+            if is_interruption(error):  # Ctrl-C reaches the engine as a cancellation
+                d["fatal"] = "KeyboardInterrupt: interrupted"
+            else:
+                d["fatal"] = f"{name}: {error}" if str(error) else name
+        elif report is None:
+            d["ok"] = False
         self.out.write(json.dumps(d) + "\n")
         self.out.flush()

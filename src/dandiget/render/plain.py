@@ -1,14 +1,15 @@
 """Output for logs, cron and pipes: no escape codes, a progress line every few seconds,
-errors as they happen, and the summary at the end."""
+errors as they happen, and at the end every failed file again plus the summary."""
 
 from __future__ import annotations
 
 import time
 from typing import IO
 
+from ..compat.humanize import naturalsize
 from ..events import Done, Event, Failed, Planned, Progress, Skipped, Totals, ZarrUpdate
-from ..humanize import naturalsize
 from ..report import DownloadReport
+from .text import final_lines
 
 
 class PlainRenderer:
@@ -22,6 +23,7 @@ class PlainRenderer:
         self.files_done = 0
         self.inflight: dict[str, int] = {}
         self.bytes_done = 0
+        self.bytes_fetched = 0
 
     def start(self) -> None:
         pass
@@ -41,6 +43,8 @@ class PlainRenderer:
             size = self.inflight.pop(event.path, None)
             self.files_done += 1
             self.bytes_done += event.size or size or 0
+            if isinstance(event, Done) and event.kind != "dandiset.yaml":
+                self.bytes_fetched += event.size
         elif isinstance(event, Failed):
             self.inflight.pop(event.path, None)
             self.files_done += 1
@@ -54,11 +58,15 @@ class PlainRenderer:
             self._line(self.progress_line(now))
 
     def progress_line(self, now: float) -> str:
-        done = self.bytes_done + sum(self.inflight.values())
-        rate = done / max(now - self.t0, 1e-6)
-        return (f"{self.files_done}/{self.files_total} files, {naturalsize(done)} of "
-                f"{naturalsize(self.bytes_total)}, {naturalsize(rate)}/s")
+        inflight = sum(self.inflight.values())
+        done = self.bytes_done + inflight
+        moving = self.bytes_fetched + inflight  # skipped files are not throughput
+        line = (f"{self.files_done}/{self.files_total} file{'' if self.files_total == 1 else 's'}"
+                f", {naturalsize(done)} of {naturalsize(self.bytes_total)}")
+        if moving:
+            line += f", {naturalsize(moving / max(now - self.t0, 1e-6))}/s"
+        return line
 
     def finish(self, report: DownloadReport | None, error: BaseException | None) -> None:
-        if report is not None:
-            self._line(report.summary())
+        for line in final_lines(report, error):
+            self._line(line)

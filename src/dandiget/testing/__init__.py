@@ -13,7 +13,7 @@ Describe the content with a spec, start the archive, point any DANDI client at i
         ...  # dandi download {archive.api_url}/dandisets/000001/versions/draft/
 
 What it reproduces is what a downloader can observe of the real Archive (see
-``/work/shared/reference/archive-api.md`` §11): the routes and their Django quirks
+``<repo>/../shared/reference/archive-api.md`` §11): the routes and their Django quirks
 (trailing-slash 301, HTML 404 for malformed ids), both paginators, the asset filters,
 computed metadata and digests, auth and embargo, presigned redirects to a bucket that speaks
 Range/416/XML errors. It can also misbehave on demand (:meth:`TestArchive.inject`), be

@@ -8,6 +8,7 @@ server (nginx) can serve the content while ``serve --content-base-url`` serves t
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import signal
 import sys
@@ -66,6 +67,17 @@ def serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    try:
+        archive.start()
+    except OSError as e:  # most often: the port is taken
+        ports = ", ".join(str(p) for p in (args.port, args.content_port) if p)
+        where = f"{args.host}:{ports}" if ports else args.host
+        if e.errno == errno.EADDRINUSE:
+            print(f"error: cannot listen on {where}: address already in use (choose another "
+                  "--port/--content-port, or 0 for a free one)", file=sys.stderr)
+        else:
+            print(f"error: cannot listen on {where}: {e.strerror or e}", file=sys.stderr)
+        return 1
     with archive:
         ids = [d.identifier for d in spec.dandisets]
         info = {"api_url": archive.api_url, "content_url": archive.content_url,
@@ -77,9 +89,10 @@ def serve(args: argparse.Namespace) -> int:
         print(f"  content: {archive.site.content_base}")
         print(f"  dandisets: {', '.join(ids) or '(none)'}")
         if ids:
-            print(f"  try: dandiget download {archive.api_url}/dandisets/{ids[0]}/ -o /tmp/out")
-            print(f"   or: dandi download {archive.api_url}/dandisets/{ids[0]}/versions/draft/ "
-                  "-o /tmp/out")
+            example = f"{archive.api_url}/dandisets/{ids[0]}/versions/draft/"
+            print(f"  try: dandiget download {example} -o /tmp/out")
+            print(f"   or: dandi download {example} -o /tmp/out")
+            print("  (without /versions/draft/ both get the latest published version, if any)")
         print("READY " + json.dumps(info), flush=True)
         try:
             while not stop.wait(0.5):

@@ -22,7 +22,16 @@ from multidict import MultiDict
 from dandiget.testing import metadata as md
 from dandiget.testing.fastjson import asset_item_json, page_json
 from dandiget.testing.faults import FaultSet, Plan
-from dandiget.testing.pagination import InvalidPage, dandi_page, lazy_page, replace_query_param
+from dandiget.testing.pagination import (
+    HEROKU_TIMEOUT_PAGE,
+    InvalidPage,
+    ListingBehaviour,
+    dandi_page,
+    lazy_page,
+    page_number_of,
+    replace_query_param,
+    rows_on_page,
+)
 from dandiget.testing.presign import Signer
 from dandiget.testing.queries import filter_assets, path_rows
 from dandiget.testing.recording import RequestLog
@@ -112,6 +121,8 @@ class ApiHost(Host):
     def __init__(self, store: Store, site: md.Site, signer: Signer, faults: FaultSet,
                  log: RequestLog, pool: ThreadPoolExecutor):
         super().__init__(store, site, signer, faults, log, pool)
+        #: Row budget and draft-edit hooks of the asset listing (shared with TestArchive).
+        self.listing = ListingBehaviour()
         R = self._route
         self.routes = [
             R(r"/api/info/", self.info, "GET, OPTIONS"),
@@ -155,7 +166,9 @@ class ApiHost(Host):
         if plan.latency:
             await asyncio.sleep(plan.latency)
         if plan.status is not None:
-            return await send(request, fault_reply("api", plan), plan, rec)
+            return await send(request, fault_reply("api", plan,
+                                                   request.headers.get("Authorization")),
+                              plan, rec)
         ctx = Ctx(request.method, request.path, raw_path, raw_query, MultiDict(request.query),
                   dict(request.headers), request.host, None, plan)
         loop = asyncio.get_running_loop()
@@ -358,9 +371,15 @@ class ApiHost(Host):
         with_metadata = ctx.bool_param("metadata", False)
         zarr_only = ctx.bool_param("zarr", False)
         assets = filter_assets(v, order, ctx.query.get("path"), ctx.query.get("glob"), zarr_only)
-        page = lazy_page(assets, ctx.url, ctx.query.get("page"), ctx.query.get("page_size"),
+        raw_page, raw_size = ctx.query.get("page"), ctx.query.get("page_size")
+        if self.listing.too_big(with_metadata, rows_on_page(len(assets), raw_page, raw_size)):
+            return Reply.of_bytes(503, HEROKU_TIMEOUT_PAGE, "text/html; charset=utf-8")
+        page = lazy_page(assets, ctx.url, raw_page, raw_size,
                          lambda a: asset_item_json(self.site, a, with_metadata))
-        return Reply.of_bytes(200, page_json(page, page["results"]), "application/json")
+        body = page_json(page, page["results"])
+        for hook in self.listing.due(did, page_number_of(raw_page)):
+            hook.action()  # the draft changes after this page, before the next request
+        return Reply.of_bytes(200, body, "application/json")
 
     def asset_paths(self, ctx: Ctx, did: str, ver: str) -> Reply:
         v = self._version(ctx, did, ver)
@@ -475,8 +494,11 @@ class ApiHost(Host):
             return json_reply(400, {"limit": ["Ensure this value is greater than or equal to 0."]})
         download = ctx.bool_param("download", False)
         if download or (ctx.method == "HEAD" and ctx.query.get("prefix")):
+            # HEAD without download=true is redirected to a URL presigned for HEAD (as the
+            # Archive does); every other redirect is presigned for GET only.
             url = self.signer.sign(self.site.content_base, z.prefix + prefix,
-                                   expired=ctx.plan.expire_presigned)
+                                   expired=ctx.plan.expire_presigned,
+                                   method="GET" if download else "HEAD")
             return redirect(url)
         listing_prefix = prefix.rstrip("/")
         lo, hi = z.entries.range_for_prefix(listing_prefix)

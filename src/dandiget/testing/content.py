@@ -3,7 +3,8 @@
 Keys are laid out as in the Archive's bucket (``blobs/abc/def/<uuid>``, ``zarr/<id>/<key>``,
 ``dandisets/<id>/<version>/assets.jsonld``...). It speaks S3's dialect where a downloader can
 tell: Range/206/416, quoted ETags, XML errors, presigned ``X-Amz-*`` URLs that expire,
-``response-content-disposition``, and 400 for a request that carries an ``Authorization``
+``response-content-disposition``, HEAD refused (403) on a URL presigned for GET, and 400 for a
+request that carries an ``Authorization``
 header (S3 refuses a second auth mechanism next to a presigned URL; here it also proves an
 API token never leaks to the bucket). ``GET /?list-type=2`` is ListObjectsV2, since the
 Archive's bucket is publicly listable.
@@ -121,11 +122,14 @@ class ContentHost(Host):
     async def handle(self, request: web.Request) -> web.StreamResponse:
         raw_query = request.raw_path.partition("?")[2]
         rec = self.log.add(request.method, "content", request.path, raw_query, request.headers)
-        plan = self.faults.plan("content", request.method, rec.target)
+        plan = self.faults.plan("content", request.method, rec.target,
+                                request.headers.get("Range"))
         if plan.latency:
             await asyncio.sleep(plan.latency)
         if plan.status is not None:
-            return await send(request, fault_reply("content", plan), plan, rec)
+            return await send(request, fault_reply("content", plan,
+                                                   request.headers.get("Authorization")),
+                              plan, rec)
         key = request.path.lstrip("/")
         if MANIFEST_KEY.fullmatch(key) or (key == "" and request.method == "GET"):
             loop = asyncio.get_running_loop()
@@ -142,7 +146,7 @@ class ContentHost(Host):
         if method not in ("GET", "HEAD"):
             return s3_error(405, Method=method, ResourceType="OBJECT")
         params = parse_qsl(raw_query, keep_blank_values=True)
-        presigned, details = self.signer.check(key, params)
+        presigned, details = self.signer.check(key, params, method=method)
         if presigned != "none" and plan.expire_presigned:
             presigned = "expired"
         if "Authorization" in request.headers:
@@ -156,7 +160,11 @@ class ContentHost(Host):
             return s3_error(400, "InvalidArgument", "Unsupported Authorization Type",
                             ArgumentName="Authorization",
                             ArgumentValue=request.headers["Authorization"])
+        if plan.refuse_unsigned and presigned != "ok":
+            return s3_error(403)
         if presigned == "bad":
+            if method == "HEAD":  # S3 answers a HEAD with the status alone
+                return Reply(403, {"Content-Type": "application/xml"})
             return s3_error(403, "SignatureDoesNotMatch",
                             "The request signature we calculated does not match the signature "
                             "you provided. Check your key and signing method.")
@@ -240,7 +248,8 @@ class ContentHost(Host):
         if isinstance(rng, tuple):
             start, end = rng
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-            return Reply(206, headers, _lazy(obj.source, start, end + 1), end + 1 - start)
+            return Reply(206, headers, _lazy(obj.source, start, end + 1), end + 1 - start,
+                         offset=start)
         return Reply(200, headers, _lazy(obj.source, 0, size), size)
 
 

@@ -1,9 +1,10 @@
 """JSON documents the API serves, rendered per request from store records.
 
 Shapes and key sets follow the golden captures of a real dandi-archive server
-(``/work/shared/golden``): DRF serializers for dandisets/versions/assets, the stored metadata
-dicts with the fields the server computes on every read (``id``, ``contentUrl``, ``digest``,
-``access``, ``assetsSummary``, ``citation``...).
+(``tests/data/golden``, copied from ``shared/golden``): DRF serializers for
+dandisets/versions/assets, the stored metadata dicts with the fields the server computes on
+every read (``id``, ``contentUrl``, ``digest``, ``access``, ``assetsSummary``,
+``citation``...).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ re-encoded *sorted* (DRF's ``replace_query_param``), because dandi-cli compares 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode
 
@@ -15,6 +17,59 @@ DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 
 T = TypeVar("T")
+
+
+#: What Heroku's router sends when a worker did not answer within 30 s (error H12).
+HEROKU_TIMEOUT_PAGE = (
+    b"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Application Error</title>"
+    b"</head><body><iframe src=\"//www.herokucdn.com/error-pages/application-error.html\">"
+    b"</iframe></body></html>\n")
+
+
+@dataclass(eq=False)
+class PageHook:
+    """Run ``action`` after the asset listing's page ``page`` of ``dandiset`` was computed
+    (before it is sent, so the next request sees the change); ``times`` None is always."""
+
+    dandiset: str
+    page: int
+    action: Callable[[], Any]
+    times: int | None = 1
+    hits: int = 0
+
+
+@dataclass
+class ListingBehaviour:
+    """How the asset listing is unkind, as the real one is (archive-api §6, §7).
+
+    ``metadata_row_budget``: a ``metadata=true`` page with more rows than this is not
+    produced in time and the router answers 503 (gunicorn's 15 s / Heroku's 30 s cut, scaled
+    to rows). ``hooks``: draft edits between pages, which shift page-number pagination.
+    """
+
+    metadata_row_budget: int | None = None
+    hooks: list[PageHook] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def too_big(self, with_metadata: bool, rows: int) -> bool:
+        budget = self.metadata_row_budget
+        return with_metadata and budget is not None and rows > budget
+
+    def due(self, dandiset: str, page: int) -> list[PageHook]:
+        """The hooks to run for this page (each hit counted)."""
+        with self._lock:
+            due = [h for h in self.hooks if h.dandiset == dandiset and h.page == page
+                   and (h.times is None or h.hits < h.times)]
+            for h in due:
+                h.hits += 1
+        return due
+
+
+def rows_on_page(total: int, raw_page: str | None, raw_size: str | None) -> int:
+    """How many rows a lazy page would hold (0 past the end; InvalidPage as the paginator)."""
+    size = page_size_of(raw_size)
+    start = (page_number_of(raw_page) - 1) * size
+    return max(0, min(size, total - start))
 
 
 class InvalidPage(Exception):

@@ -1,17 +1,20 @@
-"""Find (or install) dandi-cli, the reference client, in a virtualenv of its own.
+"""Find dandi-cli, the reference client, in a virtualenv of its own.
 
 Used by the peer tests and the benchmark: ``DANDIGET_PEER_VENV`` if set, else
-``.peer-venv`` at the repository root, created with ``pip install dandi`` when missing.
+``.peer-venv`` at the repository root. It is installed once, before the tests, by
+:data:`INSTALL_COMMAND` (``.ci/run`` and the README's test command run it); a test never
+installs it, so a missing peer is a clear failure rather than a slow network step mid-run.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
+
+#: The documented way to install the peer (run from the repository root).
+INSTALL_COMMAND = "python3 -m venv .peer-venv && .peer-venv/bin/pip install -q dandi"
 
 
 def peer_venv() -> Path:
@@ -19,19 +22,17 @@ def peer_venv() -> Path:
     return Path(env) if env else REPO / ".peer-venv"
 
 
-def find_dandi_cli(*, install: bool = True) -> Path:
-    """Path of the ``dandi`` executable; skips the calling test when it cannot be had."""
+def find_dandi_cli() -> Path:
+    """Path of the ``dandi`` executable; fails the calling test, naming the install command,
+    when the peer is not installed."""
     import pytest
 
     venv = peer_venv()
     exe = venv / "bin" / "dandi"
-    if exe.exists():
-        return exe
-    if not install:
-        pytest.skip(f"no dandi-cli in {venv}")
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    r = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "dandi"],
-                       capture_output=True, text=True, timeout=1200)
-    if r.returncode != 0 or not exe.exists():
-        pytest.skip(f"could not install dandi-cli: {r.stderr[-500:]}")
+    if not exe.exists():
+        where = ("" if "DANDIGET_PEER_VENV" not in os.environ
+                 else f" (DANDIGET_PEER_VENV={os.environ['DANDIGET_PEER_VENV']})")
+        pytest.fail(f"dandi-cli, the reference peer, is not installed at {exe}{where}. "
+                    f"Install it once from the repository root: {INSTALL_COMMAND}",
+                    pytrace=False)
     return exe

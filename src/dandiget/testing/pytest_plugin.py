@@ -1,6 +1,8 @@
 """Pytest fixtures for testing DANDI clients against :class:`~dandiget.testing.TestArchive`.
 
-Loaded automatically through the ``pytest11`` entry point of the dandiget package.
+Opt-in, so that installing dandiget does not change every pytest session: load it with
+``pytest -p dandiget.testing.pytest_plugin`` or ``pytest_plugins = ["dandiget.testing.pytest_plugin"]``
+in a ``conftest.py``.
 """
 
 from __future__ import annotations

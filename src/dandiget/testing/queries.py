@@ -7,14 +7,26 @@ is bytewise.
 
 from __future__ import annotations
 
-import re
-
 from dandiget.testing.records import Asset, Version
 
 
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """The Archive's glob: only ``*`` is special (and crosses ``/``); case-insensitive."""
-    return re.compile(".*".join(re.escape(p) for p in pattern.split("*")), re.IGNORECASE | re.S)
+def glob_matches(pattern: str, path: str) -> bool:
+    """The Archive's glob: anchored, case-insensitive, only ``*`` is special (it matches any
+    run of characters, ``/`` included). Deliberately not the client's regex translation
+    (:func:`dandiget.resolve._glob_regex`), so the two can be checked against each other."""
+    p, s = pattern.lower(), path.lower()
+    if "*" not in p:
+        return s == p
+    head, *middle, tail = p.split("*")
+    if len(s) < len(head) + len(tail) or not (s.startswith(head) and s.endswith(tail)):
+        return False
+    pos, end = len(head), len(s) - len(tail)
+    for piece in middle:  # leftmost matches leave the most room for what follows
+        found = s.find(piece, pos, end)
+        if found < 0:
+            return False
+        pos = found + len(piece)
+    return True
 
 
 def filter_assets(v: Version, order: str, path: str | None, glob: str | None,
@@ -30,8 +42,7 @@ def filter_assets(v: Version, order: str, path: str | None, glob: str | None,
             up = path.upper()
             assets = [a for a in assets if a.path.upper().startswith(up)]
     if glob:
-        rx = glob_regex(glob)
-        assets = [a for a in assets if rx.fullmatch(a.path)]
+        assets = [a for a in assets if glob_matches(glob, a.path)]
     if zarr_only:
         assets = [a for a in assets if a.zarr is not None]
     return assets

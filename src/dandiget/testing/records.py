@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from dandiget.digests import EMPTY_ZARR_CHECKSUM, zarr_checksum
+from dandiget.testing.archive_digests import EMPTY_ZARR_CHECKSUM, zarr_checksum
 from dandiget.testing.data import (
     BLOCK_SIZE,
     Digests,

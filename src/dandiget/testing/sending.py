@@ -90,6 +90,8 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     chunks: Iterable[bytes] = ()
     length: int = 0
+    #: Offset in the object of the first body byte (a 206's range start), for ``pause_at``.
+    offset: int = 0
 
     @classmethod
     def of_bytes(cls, status: int, body: bytes, content_type: str | None,
@@ -130,13 +132,23 @@ def s3_error(status: int, code: str | None = None, message: str | None = None,
     return Reply.of_bytes(status, body, "application/xml", headers)
 
 
-def fault_reply(host: str, plan: Plan) -> Reply:
-    """The error a ``status=`` fault answers with, in the host's own error shape."""
+def fault_reply(host: str, plan: Plan, auth: str | None = None) -> Reply:
+    """The error a ``status=`` fault answers with, in the host's own error shape.
+
+    With ``echo_auth``, ``auth`` (the request's Authorization header) is echoed back in the
+    body and in an ``X-Echo-Authorization`` header, as careless servers and proxies do.
+    """
     assert plan.status is not None
     status = plan.status
     headers: dict[str, str] = {}
     if plan.retry_after is not None:
         headers["Retry-After"] = str(plan.retry_after)
+    if plan.echo_auth and auth:
+        headers["X-Echo-Authorization"] = auth
+        detail = f"Request was denied; you sent Authorization: {auth}"
+        if host == "content":
+            return s3_error(status, message=detail, headers=headers)
+        return detail_reply(status, detail, headers)
     if host == "content":
         return s3_error(status, headers=headers)
     if status == 429:
@@ -175,6 +187,9 @@ def _split(data: bytes, size: int) -> Iterable[bytes]:
 async def send(request: web.BaseRequest, reply: Reply, plan: Plan,
                record: RequestRecord) -> web.StreamResponse:
     """Write ``reply`` applying the body faults of ``plan``; returns the prepared response."""
+    if plan.disconnect:  # not a byte of the response: the client sees a dropped connection
+        _close(request)
+        raise asyncio.CancelledError
     record.status = reply.status
     resp = web.StreamResponse(status=reply.status)
     declared = reply.length
@@ -186,6 +201,8 @@ async def send(request: web.BaseRequest, reply: Reply, plan: Plan,
     try:
         await resp.prepare(request)
         if request.method == "HEAD" or (reply.length == 0 and not plan.short_body):
+            if plan.pause_at == reply.offset and request.method != "HEAD":
+                await plan.hold()  # an empty body pauses once its headers are out
             if plan.drop_after is not None and request.method != "HEAD":
                 _close(request)
             return resp
@@ -215,6 +232,9 @@ async def _write_body(request: web.BaseRequest, resp: web.StreamResponse, reply:
     corrupt_at = length // 2 if plan.corrupt and length else -1
     # after the first bytes (half the body, at most 64 KiB); a 1-byte body stalls before it
     stall_at = min(length // 2, 65536) if plan.stall and length else -1
+    pause_at = -1  # body offset where the response is held, if its range holds that byte
+    if plan.pause_at is not None and 0 <= plan.pause_at - reply.offset < length:
+        pause_at = plan.pause_at - reply.offset
     piece_size = WRITE_CHUNK
     if plan.rate:
         piece_size = max(1, min(65536, int(plan.rate / 20)))
@@ -230,6 +250,15 @@ async def _write_body(request: web.BaseRequest, resp: web.StreamResponse, reply:
             b[corrupt_at - sent] ^= 0xFF
             chunk = bytes(b)
         for piece in _split(chunk, piece_size):
+            if sent <= pause_at < sent + len(piece):
+                cut = pause_at - sent
+                if cut:
+                    await resp.write(piece[:cut])
+                    sent += cut
+                    record.bytes_sent = sent
+                    piece = piece[cut:]
+                await plan.hold()
+                pause_at = -1
             if sent <= stall_at < sent + len(piece):
                 cut = stall_at - sent
                 if cut:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from dandiget.testing.model import (
     DandisetSpec,
     ZarrSpec,
 )
+from dandiget.testing.pagination import ListingBehaviour, PageHook
 from dandiget.testing.presign import Signer
 from dandiget.testing.recording import RequestLog, RequestRecord
 from dandiget.testing.records import Asset
@@ -58,6 +59,7 @@ class TestArchive:
         self.signer = Signer(secret)
         self.faults = FaultSet()
         self.log = RequestLog()
+        self.listing = ListingBehaviour()
         self._host = host
         self._ports = (api_port, content_port)
         self._content_base_url = content_base_url.rstrip("/") if content_base_url else None
@@ -106,6 +108,7 @@ class TestArchive:
     async def _astart(self) -> None:
         assert self._pool is not None
         api = ApiHost(self.store, self.site, self.signer, self.faults, self.log, self._pool)
+        api.listing = self.listing
         content = ContentHost(self.store, self.site, self.signer, self.faults, self.log,
                               self._pool)
         ports = []
@@ -311,17 +314,41 @@ class TestArchive:
                stall: float | None = None, corrupt: bool = False, ignore_range: bool = False,
                wrong_content_range: bool = False, short_body: bool = False,
                long_body: bool = False, rate: float | None = None, latency: float | None = None,
-               expire_presigned: bool = False) -> Fault:
-        """Misbehave on requests whose ``path?query`` matches the regex ``match``."""
+               expire_presigned: bool = False, pause_at: int | None = None,
+               skip: int = 0, range: str | None = None, echo_auth: bool = False,
+               refuse_unsigned: bool = False, disconnect: bool = False) -> Fault:
+        """Misbehave on requests whose ``path?query`` matches the regex ``match`` (and whose
+        ``Range`` header matches ``range``, if given).
+
+        ``pause_at`` holds matching responses before that byte until ``fault.release()``
+        (``fault.wait_paused()`` returns once one is held); ``skip`` lets the first matching
+        requests through untouched. See :mod:`dandiget.testing.faults`.
+        """
         return self.faults.add(
             match, host=host, method=method, times=times, status=status,
             retry_after=retry_after, drop_after=drop_after, stall=stall, corrupt=corrupt,
             ignore_range=ignore_range, wrong_content_range=wrong_content_range,
             short_body=short_body, long_body=long_body, rate=rate, latency=latency,
-            expire_presigned=expire_presigned)
+            expire_presigned=expire_presigned, pause_at=pause_at, skip=skip, range=range,
+            echo_auth=echo_auth, refuse_unsigned=refuse_unsigned, disconnect=disconnect)
 
     def clear_faults(self) -> None:
         self.faults.clear()
+
+    def limit_metadata_rows(self, rows: int | None) -> None:
+        """Answer 503 (as the Archive's router does when a worker runs out of time) to any
+        ``metadata=true`` asset page holding more than ``rows`` rows; None lifts the limit."""
+        self.listing.metadata_row_budget = rows
+
+    def after_asset_page(self, identifier: str, page: int, action: Callable[[], Any], *,
+                         times: int | None = 1) -> PageHook:
+        """Run ``action`` (e.g. ``lambda: archive.add_blob(...)``) right after page ``page``
+        of ``identifier``'s asset listing is produced: the draft changes between two pages,
+        as when someone uploads while a download lists. ``times=None``: on every such page."""
+        hook = PageHook(identifier, page, action, times)
+        with self.listing._lock:
+            self.listing.hooks.append(hook)
+        return hook
 
     @property
     def requests(self) -> list[RequestRecord]:
