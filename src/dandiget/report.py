@@ -107,17 +107,6 @@ class DownloadReport:
                 f"{', dry_run=True' if self.dry_run else ''}, "
                 f"duration={self.duration:.1f}s)")
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        """IPython/Jupyter shows the summary and the first errors, not every outcome."""
-        p.text(f"<DownloadReport: {self.summary()}>")
-        errors = self.errors
-        for o in errors[:10]:
-            p.break_()
-            p.text(f"  FAILED {o.path}: {o.message}")
-        if len(errors) > 10:
-            p.break_()
-            p.text(f"  ... {len(errors) - 10} more in .errors")
-
     def to_dict(self, *, outcomes: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
             "ok": self.ok,

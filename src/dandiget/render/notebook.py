@@ -10,7 +10,6 @@ the summary, without escape codes and without a second copy of the table.
 
 from __future__ import annotations
 
-import asyncio
 import io
 import threading
 from typing import Any
@@ -18,18 +17,17 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-from ..events import Event, Planned
-from ..humanize import naturalsize
+from ..errors import DownloadFailed
+from ..events import Event
 from ..report import DownloadReport
 from .table import TableRenderer
+from .text import final_lines, is_interruption
 
 #: rich's own notebook ``<pre>`` (monospace, scroll instead of wrapping long lines).
 HTML_FORMAT = ("<pre style=\"white-space:pre;overflow-x:auto;line-height:normal;"
                "font-family:Menlo,'DejaVu Sans Mono',consolas,'Courier New',monospace\">"
                "{code}</pre>")
 WIDTH = 120
-#: Lines of failures or planned actions shown at the end; the report holds all of them.
-MAX_LINES = 50
 
 
 class NotebookRenderer:
@@ -39,7 +37,6 @@ class NotebookRenderer:
                                force_terminal=False, width=WIDTH)
         self.table = TableRenderer(io.StringIO(), console=self.console)
         self.interval = interval
-        self.planned: list[str] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
@@ -47,9 +44,6 @@ class NotebookRenderer:
 
     def __call__(self, event: Event) -> None:
         self.table(event)
-        if isinstance(event, Planned):
-            size = "" if event.size is None else f" ({naturalsize(event.size)})"
-            self.planned.append(f"{event.action:8} {event.path}{size}")
 
     def start(self) -> None:
         from IPython.display import display
@@ -69,27 +63,16 @@ class NotebookRenderer:
         with self.lock:
             self.console.print(self.table.render())
             if final:
-                if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
-                    self.console.print(Text("Interrupted.", style="yellow"), highlight=False)
-                elif error is not None and getattr(error, "report", None) is None:
+                if not (error is None or isinstance(error, DownloadFailed)
+                        or is_interruption(error)):
                     # not a per-file failure (those are listed below): a bad URL, no network
                     self.console.print(Text(f"{type(error).__name__}: {error}", style="red"),
                                        highlight=False)
-                self._print_lines(self.planned, "planned actions")
-                if report is not None:
-                    self._print_lines([f"FAILED {o.path}: {o.message}" for o in report.errors],
-                                      "errors", style="red")
-                    self.console.print(report.summary(), highlight=False)
+                for line in final_lines(report, error):  # failures, then the summary
+                    self.console.print(Text(line), highlight=False)
             text = self.console.export_text(clear=False)
             html = self.console.export_html(inline_styles=True, code_format=HTML_FORMAT)
         return {"text/plain": text, "text/html": html}
-
-    def _print_lines(self, lines: list[str], what: str, style: str = "") -> None:
-        for line in lines[:MAX_LINES]:
-            self.console.print(Text(line, style=style), highlight=False, overflow="fold")
-        if len(lines) > MAX_LINES:
-            self.console.print(f"... {len(lines) - MAX_LINES} more {what} in the report",
-                               highlight=False)
 
     def finish(self, report: DownloadReport | None, error: BaseException | None) -> None:
         self.stop.set()
