@@ -19,6 +19,7 @@ SRC = REPO / "src" / "dandiget"
 OPTIONAL = {
     "keyring": "keyring",  # api.find_api_key, the ``dandiget[keyring]`` extra
     "pytest": "test",  # dandiget.testing's opt-in pytest plugin and peer fixture
+    "IPython": "notebook-test",  # render.notebook: only ever imported inside a Jupyter kernel
 }
 
 

@@ -15,6 +15,7 @@ download happen. Logging is unaffected (logger ``dandiget``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -96,16 +97,43 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(coro)
     result: list[T] = []
     error: list[BaseException] = []
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = []
+    started, finished = threading.Event(), threading.Event()
+
+    async def main() -> T:
+        task = asyncio.current_task()
+        assert task is not None
+        running.append((asyncio.get_running_loop(), task))
+        started.set()
+        return await coro
 
     def target() -> None:
         try:
-            result.append(asyncio.run(coro))
+            result.append(asyncio.run(main()))
         except BaseException as e:
             error.append(e)
+        finally:
+            started.set()
+            finished.set()
 
     t = threading.Thread(target=target, name="dandiget", daemon=True)
     t.start()
-    t.join()
+    try:
+        # An Event, not t.join(): Python 3.11's join() interrupted by Ctrl-C can mark the
+        # thread as stopped while it still runs (bpo-45274), and the next join returns early.
+        finished.wait()
+    except KeyboardInterrupt:
+        # Jupyter's "interrupt the kernel" lands in this waiting thread: cancel the download
+        # as Ctrl-C does in a terminal, or it goes on writing files after the cell ended.
+        started.wait()
+        for loop, task in running:
+            with contextlib.suppress(RuntimeError):  # the run ended meanwhile: loop closed
+                loop.call_soon_threadsafe(task.cancel)
+        finished.wait()
+        raise
+    finally:
+        if finished.is_set():
+            t.join()
     if error:
         raise error[0]
     return result[0]

@@ -53,9 +53,9 @@ def make_renderer(fmt: str, stream: IO[str] | None = None, *, is_tty: bool | Non
         return PlanRenderer(out)
     tty = out.isatty() if is_tty is None else is_tty
     if fmt == "pyout" and is_tty is None and in_jupyter():
-        from .table import TableRenderer
+        from .notebook import NotebookRenderer
 
-        return TableRenderer(out)  # rich draws the live table as a notebook display
+        return NotebookRenderer()  # the live table as a notebook display, updated in place
     if fmt == "debug":
         from .debug import DebugRenderer
 
