@@ -86,3 +86,5 @@ def test_readme_and_ci_install_the_peer_the_same_way() -> None:
     assert INSTALL_COMMAND in readme
     ci = (REPO / ".ci" / "run").read_text()
     assert INSTALL_COMMAND in ci
+    setup = (REPO / ".ci" / "setup").read_text()
+    assert "python3 -m venv .peer-venv && .peer-venv/bin/pip install -q dandi" in setup

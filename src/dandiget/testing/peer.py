@@ -13,8 +13,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[3]
 
-#: The documented way to install the peer (run from the repository root).
-INSTALL_COMMAND = "python3 -m venv .peer-venv && .peer-venv/bin/pip install -q dandi"
+#: The documented way to install the peer, with everything else the tests need (run from
+#: the repository root; it makes ``.peer-venv`` with ``pip install dandi``).
+INSTALL_COMMAND = "bash .ci/setup"
 
 
 def peer_venv() -> Path:
