@@ -114,13 +114,17 @@ class RemoteAsset:
             digests["sha256"] = raw["dandi:sha2-256"]
         if "dandi:dandi-zarr-checksum" in raw:
             digests["dandi-zarr-checksum"] = raw["dandi:dandi-zarr-checksum"]
-        urls = md.get("contentUrl") or []
-        content_url = next(
-            (u for u in urls if isinstance(u, str) and "/download" not in u.split("?")[0]
-             and not u.startswith(api_url)), None)
-        access = md.get("access") or []
-        embargoed = any(isinstance(a, dict) and a.get("status") == "dandi:EmbargoedAccess"
-                        for a in access)
+        content_url = None
+        for u in md.get("contentUrl") or ():  # plain loops: this runs once per asset
+            if isinstance(u, str) and "/download" not in u.partition("?")[0] \
+                    and not u.startswith(api_url):
+                content_url = u
+                break
+        embargoed = False
+        for a in md.get("access") or ():
+            if isinstance(a, dict) and a.get("status") == "dandi:EmbargoedAccess":
+                embargoed = True
+                break
         return cls(
             asset_id=asset_id,
             path=path,
@@ -219,8 +223,10 @@ async def _draft_stamp(client: ApiClient, dandiset_id: str, version: str) -> str
 
 
 async def _one_pass(client: ApiClient, dandiset_id: str, version: str, page_size: int,
-                    filters: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
-    """One pass over the listing, raising :class:`ListingChanged` when pages shifted."""
+                    filters: dict[str, str]) -> AsyncIterator[list[dict[str, Any]]]:
+    """One pass over the listing, page by page (one generator hop per page, not per asset),
+    raising :class:`ListingChanged` when pages shifted (after yielding the rows before the
+    one that shows it)."""
     count: int | None = None
     received = 0
     last_path: str | None = None
@@ -230,20 +236,29 @@ async def _one_pass(client: ApiClient, dandiset_id: str, version: str, page_size
         async for page in pages:
             if received == 0 and count is None and isinstance(page.get("count"), int):
                 count = page["count"]  # only page 1 carries it
-            for item in page["results"]:
-                path = item.get("path") if isinstance(item, dict) else None
-                aid = item.get("asset_id") if isinstance(item, dict) else None
-                if isinstance(path, str):
-                    if last_path is not None and path <= last_path:
-                        raise ListingChanged(f"asset {path!r} arrived after {last_path!r}: "
-                                             "the pages shifted")
-                    last_path = path
-                if isinstance(aid, str):
-                    if aid in ids:
-                        raise ListingChanged(f"asset {aid} listed twice")
-                    ids.add(aid)
-                received += 1
-                yield item
+            rows: list[dict[str, Any]] = page["results"]
+            changed: ListingChanged | None = None
+            for i, item in enumerate(rows):
+                if isinstance(item, dict):
+                    path = item.get("path")
+                    if isinstance(path, str):
+                        if last_path is not None and path <= last_path:
+                            changed = ListingChanged(f"asset {path!r} arrived after "
+                                                     f"{last_path!r}: the pages shifted")
+                        last_path = path
+                    aid = item.get("asset_id")
+                    if isinstance(aid, str) and changed is None:
+                        if aid in ids:
+                            changed = ListingChanged(f"asset {aid} listed twice")
+                        ids.add(aid)
+                if changed is not None:
+                    rows = rows[:i]
+                    break
+            received += len(rows)
+            if rows:
+                yield rows
+            if changed is not None:
+                raise changed
     if count is not None and received != count:
         raise ListingChanged(f"page 1 announced {count} assets, {received} arrived")
 
@@ -257,17 +272,18 @@ async def iter_consistent_assets(client: ApiClient, dandiset_id: str, version: s
         before = await _draft_stamp(client, dandiset_id, version)
         this_pass: set[str] = set()
         try:
-            async for item in _one_pass(client, dandiset_id, version, page_size, filters):
-                path, aid = str(item.get("path")), item.get("asset_id")
-                this_pass.add(path)
-                if path in handed_out:
-                    if handed_out[path] != aid:
-                        log.warning("%s changed on the server while the listing was read; "
-                                    "the version listed first is downloaded (run again for "
-                                    "the new one)", path)
-                    continue
-                handed_out[path] = aid
-                yield item
+            async for rows in _one_pass(client, dandiset_id, version, page_size, filters):
+                for item in rows:
+                    path, aid = str(item.get("path")), item.get("asset_id")
+                    this_pass.add(path)
+                    if path in handed_out:
+                        if handed_out[path] != aid:
+                            log.warning("%s changed on the server while the listing was "
+                                        "read; the version listed first is downloaded (run "
+                                        "again for the new one)", path)
+                        continue
+                    handed_out[path] = aid
+                    yield item
             after = await _draft_stamp(client, dandiset_id, version)
             if before == after:
                 gone = sorted(p for p in handed_out if p not in this_pass)
