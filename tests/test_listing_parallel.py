@@ -136,3 +136,19 @@ def test_a_draft_changed_during_a_parallel_listing_is_listed_again(
     assert len(fetched) == len(set(fetched)) == len(got)
     assert "changed while it was listed" in caplog.text
     assert len([p for p, _, _ in page_requests(archive, "000023") if p == 1]) == 2  # 2 passes
+
+
+def test_the_draft_stamp_read_for_the_total_size_starts_the_first_pass(
+        archive_factory, dandi_register, tmp_path) -> None:
+    """One request less before page 1: the version info read for the total size is the
+    listing's "before" stamp; the "after" one is still read when the listing ends."""
+    archive = archive_factory(generated("000024", 300))
+    dandi_register(archive)
+    r = download(f"dandi://{archive.instance.name}/000024", tmp_path, format="plain",
+                 config=FAST)
+    assert r.ok and r.files_downloaded == 301  # and dandiset.yaml
+    api = [(r.path, parse_qs(r.query).get("page")) for r in archive.requests if r.host == "api"]
+    info = "/api/dandisets/000024/versions/draft/info/"
+    first_page = api.index(("/api/dandisets/000024/versions/draft/assets/", ["1"]))
+    assert [p for p, _ in api[:first_page]].count(info) == 1
+    assert [p for p, _ in api[first_page:]].count(info) == 1

@@ -18,6 +18,8 @@ the listing fails with :class:`ListingChanged`, a clear error, rather than guess
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -192,6 +194,7 @@ async def known_total_size(client: ApiClient, parsed: ParsedURL, version: str) -
     try:
         if parsed.kind is URLKind.DANDISET:
             info = await client.get_version_info(did, version)
+            _remember_stamp(client, did, version, info)
             size = info.get("size") if isinstance(info, dict) else None
             return size if isinstance(size, int) and size >= 0 else None
         if parsed.kind is URLKind.FOLDER:
@@ -207,11 +210,31 @@ async def known_total_size(client: ApiClient, parsed: ParsedURL, version: str) -
     return None
 
 
-async def _draft_stamp(client: ApiClient, dandiset_id: str, version: str) -> str | None:
+#: A draft's ``modified`` read moments ago (by :func:`known_total_size`), per client: the
+#: first pass of its listing takes it as its "before" instead of asking again (one request
+#: less before the first page). An earlier "before" only widens the window a change is
+#: detected in; it is used once, and only while fresh.
+_recent_stamps: weakref.WeakKeyDictionary[ApiClient, dict[tuple[str, str], tuple[float, str]]] \
+    = weakref.WeakKeyDictionary()
+RECENT_STAMP_SECONDS = 30.0
+
+
+def _remember_stamp(client: ApiClient, dandiset_id: str, version: str, info: Any) -> None:
+    stamp = info.get("modified") if isinstance(info, dict) else None
+    if version == "draft" and isinstance(stamp, str):
+        _recent_stamps.setdefault(client, {})[(dandiset_id, version)] = (time.monotonic(), stamp)
+
+
+async def _draft_stamp(client: ApiClient, dandiset_id: str, version: str, *,
+                       recent: bool = False) -> str | None:
     """The draft's ``modified`` (None for a published version, which never changes, or when
-    the server does not say)."""
+    the server does not say). ``recent``: one read moments ago will do."""
     if version != "draft":
         return None
+    if recent:
+        when, seen = _recent_stamps.get(client, {}).pop((dandiset_id, version), (0.0, ""))
+        if seen and time.monotonic() - when < RECENT_STAMP_SECONDS:
+            return seen
     try:
         info = await client.get_json(f"dandisets/{dandiset_id}/versions/{version}/info/",
                                      attempts=1)
@@ -269,7 +292,7 @@ async def iter_consistent_assets(client: ApiClient, dandiset_id: str, version: s
     """Every asset of a version once, none skipped even if the draft changes meanwhile."""
     handed_out: dict[str, Any] = {}  # path -> asset_id
     for attempt in range(1, MAX_RELISTS + 2):
-        before = await _draft_stamp(client, dandiset_id, version)
+        before = await _draft_stamp(client, dandiset_id, version, recent=attempt == 1)
         this_pass: set[str] = set()
         try:
             async for rows in _one_pass(client, dandiset_id, version, page_size, filters):
