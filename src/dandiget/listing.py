@@ -2,7 +2,8 @@
 
 One request per 1000 assets, each carrying full metadata (``metadata=true``): no
 per-asset metadata request (dandi-cli made one per asset, serially). The stream is
-consumed as it arrives, so the first transfer starts after the first page. Pages the
+consumed as it arrives, so the first transfer starts after the first page, which is small;
+the pages after it are fetched a few at a time and handed out in path order. Pages the
 server cannot produce in time are asked for again smaller (:meth:`ApiClient.asset_pages`).
 
 A draft can change while it is listed, and page-number pagination then shifts: an asset
