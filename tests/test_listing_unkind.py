@@ -4,6 +4,7 @@ limit, a draft edited between pages, and presigned URLs that refuse HEAD."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from urllib.parse import parse_qs
 
 import pytest
@@ -27,6 +28,21 @@ def asset_pages(archive, identifier: str) -> list[tuple[int, int, int]]:
     return out
 
 
+def rows_of(pages: list[tuple[int, int, int]], total: int) -> list[tuple[int, int]]:
+    """The rows [first, end) each successful page held, sorted by where they start."""
+    return sorted(((p - 1) * s, min(p * s, total)) for p, s, status in pages if status == 200)
+
+
+def assert_each_row_once(pages: list[tuple[int, int, int]], total: int) -> None:
+    """The successful pages cover rows 0 .. total-1 exactly once, and no page was asked for
+    twice (a page the server could not answer is asked for smaller, never again as is)."""
+    rows = rows_of(pages, total)
+    assert rows[0][0] == 0 and rows[-1][1] == total
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(rows)), rows
+    asked = [(p, s) for p, s, _ in pages]
+    assert len(asked) == len(set(asked))
+
+
 def expected_tree(archive, identifier: str) -> dict[str, bytes]:
     return {f"{identifier}/{p}": archive.read_blob(identifier, p)
             for p in archive.expected_files(identifier)}
@@ -43,11 +59,13 @@ def test_page_size_shrinks_to_what_the_server_can_answer(archive_factory, dandi_
     assert r.ok and r.files_downloaded == 3000
     assert tree(tmp_path) == expected_tree(archive, "000010")
     pages = asset_pages(archive, "000010")
-    assert pages[:3] == [(1, 1000, 503), (1, 500, 503), (1, 250, 200)]
-    ok = [(p, s) for p, s, status in pages if status == 200]
-    assert ok == [(p, 250) for p in range(1, 13)]  # 3000 rows, none asked twice
-    assert all(status in (200, 503) for _, _, status in pages)
-    assert len(pages) == 14  # one failed request per halving, no retry of a doomed page
+    assert pages[0] == (1, 125, 200)  # a small first page, then 125, 250, 500, 1000 rows
+    assert_each_row_once(pages, 3000)  # no retry of a doomed page
+    assert {status for _, _, status in pages} == {200, 503}
+    assert all((status == 503) == (s > 400) for _, s, status in pages)
+    # every page in flight when the server gave up halves at most twice (1000 -> 250)
+    assert len([s for _, s, status in pages if status == 503]) <= 2 * 4
+    assert max(s for _, s, status in pages if status == 200) == 250
 
 
 def test_shrinking_mid_listing_keeps_the_rows_in_place(archive_factory, dandi_register,
@@ -61,9 +79,13 @@ def test_shrinking_mid_listing_keeps_the_rows_in_place(archive_factory, dandi_re
                  get_metadata=False, config=FAST)
     assert r.ok and r.files_downloaded == 2500
     assert tree(tmp_path) == expected_tree(archive, "000011")
-    ok = [(p, s) for p, s, status in asset_pages(archive, "000011") if status == 200]
-    # rows 1-1000 as page 1 of 1000, rows 1001-2500 as pages 3-5 of 500
-    assert ok == [(1, 1000), (3, 500), (4, 500), (5, 500)]
+    pages = asset_pages(archive, "000011")
+    assert_each_row_once(pages, 2500)
+    assert (2, 1000, 503) in pages
+    rows = rows_of(pages, 2500)
+    # rows 1001-2000 as pages 3 and 4 of 500 (the rows before them came in the ramp-up)
+    assert rows[:6] == [(0, 125), (125, 250), (250, 500), (500, 1000), (1000, 1500),
+                        (1500, 2000)]
 
 
 def small_draft(n: int = 30) -> ArchiveSpec:
@@ -165,5 +187,7 @@ async def test_a_page_that_times_out_is_asked_for_smaller(archive_factory) -> No
                            timeout=aiohttp.ClientTimeout(sock_read=0.5))
         paths = [a["path"] async for a in client.iter_assets("000014", "draft")]
     assert paths == sorted(archive.expected_files("000014"))
-    sizes = [s for _, s, _ in asset_pages(archive, "000014")]
-    assert sizes == [1000, 500, 500, 500]
+    pages = asset_pages(archive, "000014")
+    assert sorted(s for _, s, _ in pages) == [125, 125, 250, 500, 500, 1000]
+    assert [(p, s) for p, s, status in pages if s == 1000] == [(2, 1000)]  # timed out
+    assert_each_row_once([r for r in pages if r[1] != 1000], 1200)

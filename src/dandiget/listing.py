@@ -2,7 +2,8 @@
 
 One request per 1000 assets, each carrying full metadata (``metadata=true``): no
 per-asset metadata request (dandi-cli made one per asset, serially). The stream is
-consumed as it arrives, so the first transfer starts after the first page. Pages the
+consumed as it arrives, so the first transfer starts after the first page, which is small;
+the pages after it are fetched a few at a time and handed out in path order. Pages the
 server cannot produce in time are asked for again smaller (:meth:`ApiClient.asset_pages`).
 
 A draft can change while it is listed, and page-number pagination then shifts: an asset
@@ -18,6 +19,8 @@ the listing fails with :class:`ListingChanged`, a clear error, rather than guess
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -114,13 +117,17 @@ class RemoteAsset:
             digests["sha256"] = raw["dandi:sha2-256"]
         if "dandi:dandi-zarr-checksum" in raw:
             digests["dandi-zarr-checksum"] = raw["dandi:dandi-zarr-checksum"]
-        urls = md.get("contentUrl") or []
-        content_url = next(
-            (u for u in urls if isinstance(u, str) and "/download" not in u.split("?")[0]
-             and not u.startswith(api_url)), None)
-        access = md.get("access") or []
-        embargoed = any(isinstance(a, dict) and a.get("status") == "dandi:EmbargoedAccess"
-                        for a in access)
+        content_url = None
+        for u in md.get("contentUrl") or ():  # plain loops: this runs once per asset
+            if isinstance(u, str) and "/download" not in u.partition("?")[0] \
+                    and not u.startswith(api_url):
+                content_url = u
+                break
+        embargoed = False
+        for a in md.get("access") or ():
+            if isinstance(a, dict) and a.get("status") == "dandi:EmbargoedAccess":
+                embargoed = True
+                break
         return cls(
             asset_id=asset_id,
             path=path,
@@ -188,6 +195,7 @@ async def known_total_size(client: ApiClient, parsed: ParsedURL, version: str) -
     try:
         if parsed.kind is URLKind.DANDISET:
             info = await client.get_version_info(did, version)
+            _remember_stamp(client, did, version, info)
             size = info.get("size") if isinstance(info, dict) else None
             return size if isinstance(size, int) and size >= 0 else None
         if parsed.kind is URLKind.FOLDER:
@@ -203,11 +211,31 @@ async def known_total_size(client: ApiClient, parsed: ParsedURL, version: str) -
     return None
 
 
-async def _draft_stamp(client: ApiClient, dandiset_id: str, version: str) -> str | None:
+#: A draft's ``modified`` read moments ago (by :func:`known_total_size`), per client: the
+#: first pass of its listing takes it as its "before" instead of asking again (one request
+#: less before the first page). An earlier "before" only widens the window a change is
+#: detected in; it is used once, and only while fresh.
+_recent_stamps: weakref.WeakKeyDictionary[ApiClient, dict[tuple[str, str], tuple[float, str]]] \
+    = weakref.WeakKeyDictionary()
+RECENT_STAMP_SECONDS = 30.0
+
+
+def _remember_stamp(client: ApiClient, dandiset_id: str, version: str, info: Any) -> None:
+    stamp = info.get("modified") if isinstance(info, dict) else None
+    if version == "draft" and isinstance(stamp, str):
+        _recent_stamps.setdefault(client, {})[(dandiset_id, version)] = (time.monotonic(), stamp)
+
+
+async def _draft_stamp(client: ApiClient, dandiset_id: str, version: str, *,
+                       recent: bool = False) -> str | None:
     """The draft's ``modified`` (None for a published version, which never changes, or when
-    the server does not say)."""
+    the server does not say). ``recent``: one read moments ago will do."""
     if version != "draft":
         return None
+    if recent:
+        when, seen = _recent_stamps.get(client, {}).pop((dandiset_id, version), (0.0, ""))
+        if seen and time.monotonic() - when < RECENT_STAMP_SECONDS:
+            return seen
     try:
         info = await client.get_json(f"dandisets/{dandiset_id}/versions/{version}/info/",
                                      attempts=1)
@@ -219,8 +247,10 @@ async def _draft_stamp(client: ApiClient, dandiset_id: str, version: str) -> str
 
 
 async def _one_pass(client: ApiClient, dandiset_id: str, version: str, page_size: int,
-                    filters: dict[str, str]) -> AsyncIterator[dict[str, Any]]:
-    """One pass over the listing, raising :class:`ListingChanged` when pages shifted."""
+                    filters: dict[str, str]) -> AsyncIterator[list[dict[str, Any]]]:
+    """One pass over the listing, page by page (one generator hop per page, not per asset),
+    raising :class:`ListingChanged` when pages shifted (after yielding the rows before the
+    one that shows it)."""
     count: int | None = None
     received = 0
     last_path: str | None = None
@@ -230,20 +260,29 @@ async def _one_pass(client: ApiClient, dandiset_id: str, version: str, page_size
         async for page in pages:
             if received == 0 and count is None and isinstance(page.get("count"), int):
                 count = page["count"]  # only page 1 carries it
-            for item in page["results"]:
-                path = item.get("path") if isinstance(item, dict) else None
-                aid = item.get("asset_id") if isinstance(item, dict) else None
-                if isinstance(path, str):
-                    if last_path is not None and path <= last_path:
-                        raise ListingChanged(f"asset {path!r} arrived after {last_path!r}: "
-                                             "the pages shifted")
-                    last_path = path
-                if isinstance(aid, str):
-                    if aid in ids:
-                        raise ListingChanged(f"asset {aid} listed twice")
-                    ids.add(aid)
-                received += 1
-                yield item
+            rows: list[dict[str, Any]] = page["results"]
+            changed: ListingChanged | None = None
+            for i, item in enumerate(rows):
+                if isinstance(item, dict):
+                    path = item.get("path")
+                    if isinstance(path, str):
+                        if last_path is not None and path <= last_path:
+                            changed = ListingChanged(f"asset {path!r} arrived after "
+                                                     f"{last_path!r}: the pages shifted")
+                        last_path = path
+                    aid = item.get("asset_id")
+                    if isinstance(aid, str) and changed is None:
+                        if aid in ids:
+                            changed = ListingChanged(f"asset {aid} listed twice")
+                        ids.add(aid)
+                if changed is not None:
+                    rows = rows[:i]
+                    break
+            received += len(rows)
+            if rows:
+                yield rows
+            if changed is not None:
+                raise changed
     if count is not None and received != count:
         raise ListingChanged(f"page 1 announced {count} assets, {received} arrived")
 
@@ -254,20 +293,21 @@ async def iter_consistent_assets(client: ApiClient, dandiset_id: str, version: s
     """Every asset of a version once, none skipped even if the draft changes meanwhile."""
     handed_out: dict[str, Any] = {}  # path -> asset_id
     for attempt in range(1, MAX_RELISTS + 2):
-        before = await _draft_stamp(client, dandiset_id, version)
+        before = await _draft_stamp(client, dandiset_id, version, recent=attempt == 1)
         this_pass: set[str] = set()
         try:
-            async for item in _one_pass(client, dandiset_id, version, page_size, filters):
-                path, aid = str(item.get("path")), item.get("asset_id")
-                this_pass.add(path)
-                if path in handed_out:
-                    if handed_out[path] != aid:
-                        log.warning("%s changed on the server while the listing was read; "
-                                    "the version listed first is downloaded (run again for "
-                                    "the new one)", path)
-                    continue
-                handed_out[path] = aid
-                yield item
+            async for rows in _one_pass(client, dandiset_id, version, page_size, filters):
+                for item in rows:
+                    path, aid = str(item.get("path")), item.get("asset_id")
+                    this_pass.add(path)
+                    if path in handed_out:
+                        if handed_out[path] != aid:
+                            log.warning("%s changed on the server while the listing was "
+                                        "read; the version listed first is downloaded (run "
+                                        "again for the new one)", path)
+                        continue
+                    handed_out[path] = aid
+                    yield item
             after = await _draft_stamp(client, dandiset_id, version)
             if before == after:
                 gone = sorted(p for p in handed_out if p not in this_pass)
