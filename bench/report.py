@@ -223,7 +223,9 @@ def markdown(meta: dict, summary: dict, charts: list[str] | None = None) -> str:
     out.append(f"- {meta['repeat']} round(s): every tool runs once per round, in an order "
                f"shuffled per round (seed {meta.get('seed')}, orders below); a run is stopped "
                f"after {meta['timeout_s']:.0f} s and then counts as no run; verdicts need "
-               f"{meta.get('min_runs', 3)} verified runs of each tool compared")
+               f"{meta.get('min_runs', 3)} verified runs of each tool compared"
+               + "".join(f"; {name}: after {sc['cap_s']:.0f} s"
+                         for name, sc in meta["scenarios"].items() if sc.get("cap_s")))
     out.append(f"- API latency on `s3like`: {meta.get('api_cost', {}).get('s3like', '?')}")
     out.append("- `dandiget \u00d7`: how many times faster dandiget was than that tool "
                "(that tool's median time / dandiget's); below 1 means slower. Spread is "
