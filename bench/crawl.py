@@ -19,9 +19,10 @@ first connection is serial 2, and its 15th, 31st, ... connections crawl.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
-from servers import LOCATIONS_LOOPBACK, Nginx, start_nginx
+from servers import LOCATIONS_LOOPBACK, REGISTRY, Nginx, start_nginx
 
 #: Every connection whose serial number is a multiple of this one crawls.
 CRAWL_EVERY = 16
@@ -70,3 +71,12 @@ def start_crawl_nginx(root: Path, port: int | None = None, rate: str = CRAWL_RAT
     """nginx over ``root`` where one connection in ``every`` crawls at ``rate``."""
     return start_nginx(root, "loopback", port=port, locations=locations(),
                        http_extra=http_extra(rate, every))
+
+
+def restart(old: Nginx, root: Path, crawl: bool) -> Nginx:
+    """``old`` stopped, and nginx again on its port: with the crawl rule and a fresh
+    connection counter (``crawl``), or as ``old``'s profile has it."""
+    REGISTRY.stop(old.proc)
+    shutil.rmtree(old.tmp, ignore_errors=True)
+    return (start_crawl_nginx(root, port=old.port) if crawl else
+            start_nginx(root, old.profile, port=old.port))

@@ -426,12 +426,8 @@ def run_scenario(st: State, scen: Scenario, profile: str, archive: Archive,
 def restart_nginx(st: State, crawl: bool) -> None:
     """The profile's nginx again on the same port: with the crawl rule (``crawl.py``,
     which restarts its connection counter) or without it (the profile's own)."""
-    old = st.nginx
-    assert old is not None and st.corpus_root is not None
-    REGISTRY.stop(old.proc)
-    shutil.rmtree(old.tmp, ignore_errors=True)
-    st.nginx = (crawl_mod.start_crawl_nginx(st.corpus_root, port=old.port) if crawl else
-                start_nginx(st.corpus_root, old.profile, port=old.port))
+    assert st.nginx is not None and st.corpus_root is not None
+    st.nginx = crawl_mod.restart(st.nginx, st.corpus_root, crawl)
 
 
 def scenario_profiles(scen: Scenario, profiles: list[str]) -> list[str]:

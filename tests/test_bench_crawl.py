@@ -20,7 +20,7 @@ if str(BENCH) not in sys.path:
     sys.path.append(str(BENCH))  # appended: bench/profile.py must not shadow the stdlib
 
 import crawl  # noqa: E402
-from servers import REGISTRY, nginx_binary  # noqa: E402
+from servers import REGISTRY, Nginx, nginx_binary  # noqa: E402
 
 SIZE = 512 * 1024
 RATE = "64k"  # 512 KiB at 64 KiB/s: ~8 s on a crawling connection, milliseconds otherwise
@@ -72,3 +72,45 @@ def test_exactly_one_connection_in_sixteen_crawls(tmp_path: Path) -> None:
         shutil.rmtree(nginx.tmp, ignore_errors=True)
         if nginx.tmp in REGISTRY.dirs:
             REGISTRY.dirs.remove(nginx.tmp)
+
+
+def _one_by_one(port: int, n: int) -> None:
+    """``n`` connections, each accepted, used and closed before the next: serials in order."""
+    for _ in range(n):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            conn.request("GET", "/tiny.bin")
+            resp = conn.getresponse()
+            assert resp.status == 200 and resp.read() == b"x"
+        finally:
+            conn.close()
+
+
+def _crawled(nginx: Nginx) -> list[int]:
+    """The 1-based places (in the order they were logged) of the throttled requests."""
+    lines = (nginx.tmp / crawl.ACCESS_LOG).read_text().splitlines()
+    return [i + 1 for i, line in enumerate(lines) if " rate=0 " not in line]
+
+
+@pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+def test_every_run_meets_the_crawl_on_its_fifteenth_connection(tmp_path: Path) -> None:
+    """The harness restarts nginx before each run: the counter restarts, so each run's
+    15th connection crawls, whatever the runs before it did (and the port stays)."""
+    (tmp_path / "tiny.bin").write_bytes(b"x")
+    nginx = crawl.start_crawl_nginx(tmp_path)
+    try:
+        _one_by_one(nginx.port, 20)
+        assert _crawled(nginx) == [15]
+        _one_by_one(nginx.port, 9)  # a run that leaves the counter at serial 30
+        assert _crawled(nginx) == [15]
+        port = nginx.port
+        nginx = crawl.restart(nginx, tmp_path, crawl=True)
+        assert nginx.port == port
+        _one_by_one(nginx.port, 20)
+        assert _crawled(nginx) == [15]
+        plain = crawl.restart(nginx, tmp_path, crawl=False)  # the profile's own again
+        nginx = plain
+        assert plain.port == port and "crawl_rate" not in (plain.tmp / "nginx.conf").read_text()
+        _one_by_one(plain.port, 1)
+    finally:
+        REGISTRY.stop(nginx.proc)
