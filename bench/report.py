@@ -38,6 +38,8 @@ TARGETS: list[Target] = [
            "loopback", "curl", 0.9),
     Target("2 GiB, s3like: \u22651.0x aria2c -x16", "big", "s3like", "aria2c", 1.0),
     Target("2 GiB, loopback: \u22651.0x aria2c -x16", "big", "loopback", "aria2c", 1.0),
+    Target("2 GiB, one connection in 16 crawling (issue 13): \u22651.0x aria2c -x16",
+           "slow-connection", "loopback", "aria2c", 1.0),
     Target("plan of 100,000 assets, API with latency: \u22652x dandi ls -r", "plan", "s3like",
            "dandi-cli", 2.0),
     Target("migration no-op (-e refresh), 1,000 x 1 MiB: \u22651.8x dandi-cli",
@@ -183,7 +185,7 @@ def _throughput(r: dict) -> str:
         return DASH
     if r["mode"] == "plan":
         return f"{r['files_s']:,.0f} assets/s"
-    if r["scenario"] == "big":
+    if r["scenario"] in ("big", "slow-connection"):
         return f"{r['mb_s']:,.1f} MB/s"
     if r["mode"] == "download":
         return f"{r['files_s']:,.0f} files/s, {r['mb_s']:,.1f} MB/s"
@@ -221,7 +223,9 @@ def markdown(meta: dict, summary: dict, charts: list[str] | None = None) -> str:
     out.append(f"- {meta['repeat']} round(s): every tool runs once per round, in an order "
                f"shuffled per round (seed {meta.get('seed')}, orders below); a run is stopped "
                f"after {meta['timeout_s']:.0f} s and then counts as no run; verdicts need "
-               f"{meta.get('min_runs', 3)} verified runs of each tool compared")
+               f"{meta.get('min_runs', 3)} verified runs of each tool compared"
+               + "".join(f"; {name}: after {sc['cap_s']:.0f} s"
+                         for name, sc in meta["scenarios"].items() if sc.get("cap_s")))
     out.append(f"- API latency on `s3like`: {meta.get('api_cost', {}).get('s3like', '?')}")
     out.append("- `dandiget \u00d7`: how many times faster dandiget was than that tool "
                "(that tool's median time / dandiget's); below 1 means slower. Spread is "

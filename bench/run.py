@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import charts as charts_mod
 import corpus
+import crawl as crawl_mod
 import report
 import tools as T
 from api_latency import S3LIKE as S3LIKE_API
@@ -45,6 +46,7 @@ from servers import (
     ECHO_MODULE,
     REGISTRY,
     Archive,
+    Nginx,
     archive_python,
     ensure_packages,
     nginx_binary,
@@ -67,6 +69,9 @@ class Scenario:
     profiles: tuple[str, ...]  # where it runs (else on the first profile of the run)
     tree: str = ""  # re-runs: "own" (each tool over its own download) | "dandi-cli" (migration)
     tmpfs: bool = False  # the output on /dev/shm
+    crawl: bool = False  # nginx restarted before every run, one connection in 16 crawls
+    tools: tuple[str, ...] = ()  # only these tools (first word of the name); empty: all
+    cap: float = 0.0  # a time cap of its own (seconds; the smaller of it and --timeout)
 
 
 BOTH = PROFILES
@@ -91,6 +96,9 @@ SCENARIOS = {s.name: s for s in [
     Scenario("migration-files-overwrite-different", "files", "overwrite-different",
              "migration: -e overwrite-different over dandi-cli's tree", ("loopback",),
              tree="dandi-cli"),
+    Scenario("slow-connection", "big", "download",
+             "one large file, one connection in 16 crawls at 256 KiB/s", ("loopback",),
+             crawl=True, tools=("dandiget", "aria2c"), cap=300),
     Scenario("plan", "plan", "plan", "listing/plan only", ("s3like",)),
     Scenario("first-file", "plan", "first-file", "time to the first file written",
              ("s3like",)),
@@ -148,6 +156,8 @@ class State:
     orders: list[dict] = field(default_factory=list)
     warmed: set[tuple[str, str, str, str]] = field(default_factory=set)
     tmpfs: Path | None = None
+    nginx: Nginx | None = None  # the content host of the current profile
+    corpus_root: Path | None = None
 
     def note(self, msg: str) -> None:
         if msg not in self.notes:
@@ -193,7 +203,8 @@ def run_tool(st: State, tool: T.Tool, scen: Scenario, profile: str, archive: Arc
         return rel is not None
 
     m = run_measured(cmd, env=tool.env(ctx), cwd=home, stdout=Path(rec.stdout),
-                     stderr=Path(rec.stderr), timeout=st.args.timeout,
+                     stderr=Path(rec.stderr),
+                     timeout=min(st.args.timeout, scen.cap) if scen.cap else st.args.timeout,
                      interval=0.02 if mode == "first-file" else 0.05,
                      stop_when=first_file if mode == "first-file" else None)
     rec.returncode, rec.wall, rec.cpu, rec.peak_rss = m.returncode, m.wall, m.cpu, m.peak_rss
@@ -365,7 +376,11 @@ def migration_run(st: State, tool: T.Tool, scen: Scenario, profile: str, archive
 
 def run_scenario(st: State, scen: Scenario, profile: str, archive: Archive,
                  content_url: str, tool_list: list[T.Tool]) -> None:
-    applicable = [t for t in tool_list if t.available and t.applies(scen.dataset, scen.mode)]
+    applicable = [t for t in tool_list if t.available and t.applies(scen.dataset, scen.mode)
+                  and (not scen.tools or t.name.split()[0] in scen.tools)]
+    if scen.crawl and st.nginx is None:
+        st.note(f"{scen.name}: needs nginx (the crawl is an nginx rule): not run")
+        return
     if scen.tree == "dandi-cli" and default_dandi_cli(tool_list) is None:
         st.note(f"{scen.name}: no dandi-cli to make the tree: not run")
         return
@@ -387,6 +402,8 @@ def run_scenario(st: State, scen: Scenario, profile: str, archive: Archive,
         print(f"[{profile}] {scen.name} round {rnd + 1}/{st.args.repeat}: "
               + ", ".join(t.name for t in order), flush=True)
         for pos, tool in enumerate(order):
+            if scen.crawl:  # a fresh connection counter: every run meets the same rule
+                restart_nginx(st, crawl=True)
             where = prepare_run(st, tool, scen, profile, archive, content_url, tool_list)
             if where is None:
                 st.note(f"[{profile}] {tool.name}: no complete tree for {scen.name}; skipped")
@@ -395,9 +412,22 @@ def run_scenario(st: State, scen: Scenario, profile: str, archive: Archive,
             rec = run_tool(st, tool, scen, profile, archive, content_url, rnd, out_dir, home)
             rec.round, rec.position = rnd + 1, pos + 1
             st.records.append(rec)
+            if scen.crawl and st.nginx is not None:  # who crawled: nginx's access log
+                with contextlib.suppress(OSError):
+                    shutil.copy(st.nginx.tmp / crawl_mod.ACCESS_LOG, Path(rec.stderr).with_suffix(
+                        ".access.log"))
             if scen.mode not in RERUN_MODES:
                 shutil.rmtree(out_dir, ignore_errors=True)
                 shutil.rmtree(home, ignore_errors=True)
+    if scen.crawl:
+        restart_nginx(st, crawl=False)
+
+
+def restart_nginx(st: State, crawl: bool) -> None:
+    """The profile's nginx again on the same port: with the crawl rule (``crawl.py``,
+    which restarts its connection counter) or without it (the profile's own)."""
+    assert st.nginx is not None and st.corpus_root is not None
+    st.nginx = crawl_mod.restart(st.nginx, st.corpus_root, crawl)
 
 
 def scenario_profiles(scen: Scenario, profiles: list[str]) -> list[str]:
@@ -608,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
             if not scens:
                 continue
             nginx = start_nginx(corpus_root, profile) if use_nginx else None
+            st.nginx, st.corpus_root = nginx, corpus_root
             archive = start_archive(args.kind, args.cache, nginx.url if nginx else None,
                                     args.out / "logs" / f"archive-{profile}.log",
                                     api_cost="s3like" if profile == "s3like" else "none")
@@ -619,8 +650,8 @@ def main(argv: list[str] | None = None) -> int:
                     run_scenario(st, scen, profile, archive, content_url, tool_list)
             finally:
                 REGISTRY.stop(archive.proc)
-                if nginx:
-                    REGISTRY.stop(nginx.proc)
+                if st.nginx:  # restart_nginx may have replaced the first one
+                    REGISTRY.stop(st.nginx.proc)
     except KeyboardInterrupt:
         status = "interrupted"
         print("\ninterrupted: stopping every process and writing partial results", flush=True)
@@ -648,7 +679,8 @@ def main(argv: list[str] | None = None) -> int:
                           "bytes": expected[did]["bytes"]}
                    for name, did in corpus.DANDISETS.items()},
         "scenarios": {s.name: {"dataset": s.dataset, "mode": s.mode, "title": s.title,
-                               "tree": s.tree, "tmpfs": s.tmpfs,
+                               "tree": s.tree, "tmpfs": s.tmpfs, "crawl": s.crawl,
+                               "cap_s": s.cap or None,
                                "profiles": scenario_profiles(s, args.profile_list)}
                       for s in args.scenario_list},
         "tools": {t.name: {"kind": t.kind, "available": t.available, **t.meta}

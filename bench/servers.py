@@ -165,7 +165,7 @@ http {{
     fastcgi_temp_path {tmp}/fastcgi;
     uwsgi_temp_path {tmp}/uwsgi;
     scgi_temp_path {tmp}/scgi;
-    types {{ }}
+{http_extra}    types {{ }}
     default_type application/octet-stream;
     etag on;
     server {{
@@ -216,21 +216,24 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}"
 
 
-def start_nginx(root: Path, profile: str, workers: int = 2) -> Nginx:
-    """nginx over ``root`` on a free loopback port, in the foreground, as a child."""
+def start_nginx(root: Path, profile: str, workers: int = 2, *, port: int | None = None,
+                locations: str | None = None, http_extra: str = "") -> Nginx:
+    """nginx over ``root`` on a free loopback port, in the foreground, as a child.
+
+    ``port``: this one instead (a restart on the same address); ``locations`` and
+    ``http_extra``: a ``server`` body and ``http``-level lines instead of the profile's
+    (the ``slow-connection`` scenario, ``crawl.py``).
+    """
     binary = nginx_binary()
     if binary is None:
         raise RuntimeError("nginx is not installed")
     tmp = REGISTRY.tempdir("dandiget-bench-nginx-")
     latency = profile == "s3like" and ECHO_MODULE.exists()
-    if profile == "loopback":
-        locations = LOCATIONS_LOOPBACK
-    elif latency:
-        locations = LOCATIONS_S3LIKE
-    else:
-        locations = LOCATIONS_S3LIKE_NO_LATENCY
-    port = free_port()
-    conf = NGINX_CONF.format(
+    if locations is None:
+        locations = (LOCATIONS_LOOPBACK if profile == "loopback" else
+                     LOCATIONS_S3LIKE if latency else LOCATIONS_S3LIKE_NO_LATENCY)
+    port = port or free_port()
+    conf = NGINX_CONF.format(http_extra=http_extra,
         load_module=f"load_module {ECHO_MODULE};" if latency else "",
         workers=workers, tmp=tmp, port=port, root=root, locations=locations,
         user="user root;" if os.geteuid() == 0 else "")

@@ -1,0 +1,1 @@
+/usr/bin/aria2c -x16 -s16 --file-allocation=none --allow-overwrite=true --auto-file-renaming=false --console-log-level=warn --summary-interval=0 --download-result=hide -d /tmp/dandiget-bench-work-xdwo5c3n/out/aria2c-x16-s16/000001/sub-01 -o sub-01_ses-01_ecephys.nwb http://127.0.0.1:36311/blobs/7c7/6e8/7c76e850-7e24-4a40-80b7-0ed31b6e8872
