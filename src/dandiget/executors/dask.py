@@ -31,7 +31,7 @@ from ..config import TransferConfig
 from ..errors import DandigetError
 from ..instances import Instance
 from ..transfer import Meter, Transferer
-from ..units import Batch, Result, Unit
+from ..units import Batch, RangeUnit, Result, Unit
 from .work import UnitInterrupted, WorkerContext, run_unit
 
 log = logging.getLogger("dandiget")
@@ -79,6 +79,8 @@ _TOKENS: dict[str, str] = {}
 _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_GUARD = threading.Lock()
 _CONTEXTS: dict[bytes, WorkerContext] = {}
+#: What this worker process ran (units, of which ranges of a split file): for monitoring.
+STATS = {"units": 0, "ranges": 0}
 
 
 def _worker_loop() -> asyncio.AbstractEventLoop:
@@ -158,6 +160,8 @@ async def _run_batch(batch: Batch, settings: WorkerSettings) -> list[Result]:
                 return Result(unit.rec, bytes=counter.n, error=str(e) or type(e).__name__,
                               error_type=type(e).__name__,
                               fatal=isinstance(e, NotEnoughSpace))
+            STATS["units"] += 1
+            STATS["ranges"] += isinstance(unit, RangeUnit)
             return replace(result, bytes=counter.n)
 
     return list(await asyncio.gather(*(one(u) for u in batch.units)))
@@ -243,7 +247,7 @@ class DaskExecutor:
         """A file of several parts spreads over the workers, a few parts a range."""
         if n_parts < 2:
             return None
-        per = max(1, -(-n_parts // self.threads))
+        per = max(1, -(-n_parts // (4 * self.threads)))  # a few ranges a thread: balance
         return [(i, min(n_parts, i + per) - 1) for i in range(0, n_parts, per)]
 
     async def check_output(self, out: Path) -> None:
@@ -289,10 +293,13 @@ class DaskExecutor:
 
     async def run(self, unit: Unit, meter: Meter) -> Result:
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._pending.append((unit, fut))
+        if isinstance(unit, RangeUnit):  # large: a task of its own, to spread over workers
+            self._start(self._ship([(unit, fut)]))
+        else:
+            self._pending.append((unit, fut))
         if len(self._pending) >= self.batch_units:
             self._flush()
-        elif self._timer is None:
+        elif self._pending and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(BATCH_WAIT, self._flush)
         result = await fut
         if result.bytes:
@@ -312,9 +319,12 @@ class DaskExecutor:
         while self._pending:
             chunk, self._pending = (self._pending[:self.batch_units],
                                     self._pending[self.batch_units:])
-            task = asyncio.ensure_future(self._ship(chunk))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start(self._ship(chunk))
+
+    def _start(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _ship(self, chunk: list[tuple[Unit, asyncio.Future[Result]]]) -> None:
         batch = Batch(tuple(u for u, _ in chunk))
