@@ -133,6 +133,7 @@ def test_worker_killed_mid_file(archive_factory, cluster, client, tmp_path) -> N
     t = threading.Thread(target=run)
     t.start()
     assert pause.wait_paused(timeout=60)
+    assert not (out / "000032" / "a.bin").exists()  # bytes go to a hidden temporary first
     busy = [w for w, keys in client.processing().items()
             if any(str(k).startswith("dandiget-batch") for k in keys)]
     assert len(busy) == 1
