@@ -327,7 +327,7 @@ class Coordinator:
         """A large file as ranges of dandi-etag parts, run as separate units (on several
         workers), then combined into the dandi-etag from their part md5s (no re-read) and
         committed once every range is in — through the one commit path."""
-        temp, target = Path(unit.temp), Path(unit.target)
+        temp, target = unit.temp, unit.target
         results = await asyncio.gather(*(
             self.run_unit(RangeUnit(unit.rec, unit.temp, unit.size, first, last, unit.source),
                           meter) for first, last in ranges))

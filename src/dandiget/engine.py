@@ -322,7 +322,7 @@ class Engine(Coordinator):
             await self.share_token(job.client)
         temp = target.with_name(temp_name(target.name, etag[:12]))
         meter = FileMeter(self, rec, asset.size)
-        unit = FileUnit(rec, str(target), str(temp), asset.size, ("dandi-etag", etag),
+        unit = FileUnit(rec, target, temp, asset.size, ("dandi-etag", etag),
                         to_ns(asset.mtime) if asset.mtime is not None else None,
                         self.fetch_for(job, asset), "blob",
                         sync=asset.size >= FSYNC_THRESHOLD)

@@ -11,6 +11,7 @@ it again (its digest, its part md5s, its stat signature).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from .instances import Instance
@@ -18,18 +19,27 @@ from .instances import Instance
 UnitKind = Literal["blob", "zarr"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fetch:
     """Where a file's bytes come from.
 
     ``url`` is read anonymously (a public content URL); ``redirect`` is the API URL that
     redirects to the bytes (embargoed data, or a direct URL that stopped working), asked
-    through the API's own auth on ``instance``.
+    through the API's own auth on ``instance``. For a Zarr entry, ``redirect`` is the
+    Zarr's shared prefix URL and ``key`` the entry (the URL is built only when asked).
     """
 
     url: str | None
     redirect: str | None
     instance: Instance
+    key: str | None = None
+
+    def redirect_url(self) -> str | None:
+        if self.key is None or self.redirect is None:
+            return self.redirect
+        from urllib.parse import quote
+
+        return f"{self.redirect}{quote(self.key, safe='')}&download=true"
 
     def __repr__(self) -> str:  # presigned URLs never travel in units: the host is enough
         from .requests import display_url
@@ -37,14 +47,14 @@ class Fetch:
         return f"Fetch({display_url(self.url) if self.url else None!r})"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileUnit:
     """A whole file: fetched into ``temp``, verified against ``digest``, renamed onto
     ``target`` with ``mtime_ns`` (commit.py). Small files and every Zarr entry."""
 
     rec: str
-    target: str
-    temp: str
+    target: Path
+    temp: Path
     size: int
     digest: tuple[str, str]
     mtime_ns: int | None
@@ -54,14 +64,14 @@ class FileUnit:
     sync: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RangeUnit:
     """Consecutive dandi-etag parts ``[first, last]`` of a large file, written at their
     offsets into the shared temporary ``temp``; the coordinator combines every range's part
     md5s into the dandi-etag and commits the file once all are in."""
 
     rec: str
-    temp: str
+    temp: Path
     size: int
     first: int
     last: int
@@ -71,14 +81,14 @@ class RangeUnit:
 Unit = FileUnit | RangeUnit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Batch:
     """Units shipped together (one Dask task), so scheduler overhead is amortised."""
 
     units: tuple[Unit, ...]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Result:
     """What executing one unit produced.
 

@@ -240,10 +240,11 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
             listed[entry.key] = (entry.md5, entry.size)
             yield entry
 
+    redirect = client.url(f"zarr/{asset.zarr_id}/files/?prefix=")
+
     def fetch_of(key: str) -> Fetch:
-        redirect = client.url(
-            f"zarr/{asset.zarr_id}/files/?prefix={quote(key, safe='')}&download=true")
-        return Fetch((base_url + quote(key)) if base_url else None, redirect, client.instance)
+        return Fetch((base_url + quote(key)) if base_url else None, redirect, client.instance,
+                     key)
 
     meter = _EntryMeter(engine, tracker)
 
@@ -282,7 +283,7 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
             engine.confinement(job.output_dir).check_dir(parent)
             made_dirs.add(parent)
         temp = parent / temp_name(path.name, entry.md5[:8])
-        unit = FileUnit(erec, str(path), str(temp), entry.size, ("md5", entry.md5),
+        unit = FileUnit(erec, path, temp, entry.size, ("md5", entry.md5),
                         to_ns(entry.modified) if entry.modified is not None else None,
                         fetch_of(entry.key), "zarr")
         result = await engine.run_unit(unit, meter)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
@@ -46,10 +45,10 @@ class WorkerContext:
     def source(self, fetch: Fetch) -> Source:
         resolve = None
         if fetch.redirect is not None:
-            redirect = fetch.redirect
-
             async def resolve() -> str:
-                return await resolve_redirect(self.clients(fetch.instance), redirect)
+                url = fetch.redirect_url()
+                assert url is not None
+                return await resolve_redirect(self.clients(fetch.instance), url)
 
         return Source(url=fetch.url, resolve=resolve, refusals=self.refusals)
 
@@ -57,7 +56,7 @@ class WorkerContext:
 async def run_unit(ctx: WorkerContext, unit: Unit, meter: Meter) -> Result:
     """Execute one unit; errors propagate (the executor decides how to report them)."""
     if isinstance(unit, RangeUnit):
-        done = await ctx.transferer.fetch_parts(ctx.source(unit.source), Path(unit.temp),
+        done = await ctx.transferer.fetch_parts(ctx.source(unit.source), unit.temp,
                                                 unit.size, unit.first, unit.last, meter)
         return Result(unit.rec, part_md5s=tuple(sorted(done.items())))
     return await _run_file(ctx, unit, meter)
@@ -65,7 +64,7 @@ async def run_unit(ctx: WorkerContext, unit: Unit, meter: Meter) -> Result:
 
 async def _run_file(ctx: WorkerContext, unit: FileUnit, meter: Meter) -> Result:
     source = ctx.source(unit.source)
-    temp, target = Path(unit.temp), Path(unit.target)
+    temp, target = unit.temp, unit.target
     t = ctx.transferer
     inline = unit.kind == "zarr"  # a Zarr chunk: a thread hand-off costs more than it saves
     if unit.size <= SMALL_OBJECT:
