@@ -120,7 +120,8 @@ def test_worker_killed_mid_file(archive_factory, cluster, client, tmp_path) -> N
         identifier="000032", assets=[BlobSpec(path="a.bin", size=5 * MiB, seed=7),
                                      BlobSpec(path="b.txt", content=b"b" * 100)])]))
     url = f"{archive.api_url}/dandisets/000032/"
-    pause = archive.inject(r"/blobs/", host="content", pause_at=2 * MiB, times=1)
+    # b.txt (100 bytes) never reaches the pause; after release() nothing pauses again
+    pause = archive.inject(r"/blobs/", host="content", pause_at=2 * MiB)
     out = tmp_path / "dask"
     errors: list[BaseException] = []
 
@@ -201,3 +202,28 @@ def test_unshared_output_folder_is_refused(text_archive, blind_worker) -> None:
                  dask=cluster.scheduler_address)
     assert str(out) in str(exc.value)
     assert not out.exists()  # nothing written, no .dandiget/ left
+
+
+def test_progress_from_workers_is_live_and_batched(archive_factory, cluster,
+                                                   tmp_path) -> None:
+    from dandiget.events import Done, Progress
+
+    size = 3 * MiB
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000034", assets=[BlobSpec(path="slow.bin", size=size, seed=9)])]))
+    archive.inject(r"/blobs/", host="content", rate=MiB)  # ~3 s on the wire
+    events: list[Any] = []
+    download(f"{archive.api_url}/dandisets/000034/", tmp_path, quiet=True,
+             dask=cluster.scheduler_address, listeners=[events.append])
+    done = [e.done for e in events if isinstance(e, Progress) and e.path.endswith("slow.bin")]
+    assert done and done[-1] == size
+    assert done == sorted(done)
+    # seen while the file was still moving, not only at the end ...
+    assert any(0 < d < size for d in done), done
+    # ... and a few messages a second, not one per chunk (3 MiB is ~50 chunks)
+    assert len(done) <= 12, done
+    finished = [i for i, e in enumerate(events) if isinstance(e, Done)
+                and e.path.endswith("slow.bin")]
+    assert finished and all(isinstance(e, Progress) is False or i < finished[0]
+                            for i, e in enumerate(events) if getattr(e, "path", "")
+                            .endswith("slow.bin") and isinstance(e, Progress))
