@@ -97,6 +97,12 @@ def _units_run() -> int:
     return ex.STATS["units"]
 
 
+def _running() -> int:
+    from dandiget.executors import dask as ex
+
+    return ex.STATS["running"]
+
+
 def _ranges_run() -> int:
     from dandiget.executors import dask as ex
 
@@ -222,8 +228,51 @@ def test_progress_from_workers_is_live_and_batched(archive_factory, cluster,
     assert any(0 < d < size for d in done), done
     # ... and a few messages a second, not one per chunk (3 MiB is ~50 chunks)
     assert len(done) <= 12, done
-    finished = [i for i, e in enumerate(events) if isinstance(e, Done)
-                and e.path.endswith("slow.bin")]
-    assert finished and all(isinstance(e, Progress) is False or i < finished[0]
-                            for i, e in enumerate(events) if getattr(e, "path", "")
-                            .endswith("slow.bin") and isinstance(e, Progress))
+    kinds = [type(e) for e in events if getattr(e, "path", "").endswith("slow.bin")
+             and isinstance(e, (Progress, Done))]
+    assert kinds[-1] is Done and Done not in kinds[:-1]  # progress first, then done
+
+
+def test_coordinator_killed_then_rerun_resumes(archive_factory, cluster, client,
+                                               tmp_path) -> None:
+    """SIGKILL of the submitting process (and of the worker it left running) mid-file: a
+    rerun on the cluster resumes the partial file where it stopped and records the tree."""
+    from .conftest import wait_until
+
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000035", assets=[BlobSpec(path="a.bin", size=6 * MiB, seed=11),
+                                     BlobSpec(path="c.txt", content=b"c" * 10)])]))
+    url = f"{archive.api_url}/dandisets/000035/"
+    pause = archive.inject(r"/blobs/", host="content", pause_at=3 * MiB)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "DANDIGET_DASK": cluster.scheduler_address}
+    proc = subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
+                             str(out), "-f", "json"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert pause.wait_paused(timeout=60)
+        wait_until(lambda: any(p.stat().st_size for p in out.rglob("*dandiget-part*")),
+                   "bytes of a.bin in its temporary file")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # Dask cannot stop the task it left running: its worker goes too (the nanny restarts it)
+    busy = [w for w, n in client.run(_running).items() if n]
+    assert len(busy) == 1
+    os.kill(client.run(os.getpid)[busy[0]], signal.SIGKILL)
+    pause.remove()
+    wait_until(lambda: busy[0] not in client.scheduler_info()["workers"], "the worker gone")
+    client.wait_for_workers(2, timeout=60)
+    assert not (out / "000035" / "a.bin").exists()
+    archive.clear_requests()
+    # c.txt may be complete but unrecorded (the state is written in batches): compared
+    download(url, out, quiet=True, existing="overwrite-different",
+             dask=cluster.scheduler_address)
+    ranges = [q.headers.get("Range", "") for q in archive.requests
+              if q.host == "content" and "/blobs/" in q.path]
+    assert any(r.startswith("bytes=") and not r.startswith("bytes=0-") for r in ranges), ranges
+    download(url, tmp_path / "local", quiet=True)
+    assert snapshot(out) == snapshot(tmp_path / "local")
+    assert state_rows(out) == state_rows(tmp_path / "local")
+    assert not [p for p in out.rglob("*") if "dandiget-part" in p.name]

@@ -83,7 +83,7 @@ _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_GUARD = threading.Lock()
 _CONTEXTS: dict[bytes, WorkerContext] = {}
 #: What this worker process ran (units, of which ranges of a split file): for monitoring.
-STATS = {"units": 0, "ranges": 0}
+STATS = {"units": 0, "ranges": 0, "running": 0}
 
 
 def _worker_loop() -> asyncio.AbstractEventLoop:
@@ -209,8 +209,12 @@ def run_batch(batch: Batch, settings: WorkerSettings, topic: str | None = None
         def report(deltas: dict[str, int]) -> None:  # from our loop: hand to the worker's
             worker.loop.add_callback(worker.log_event, topic, deltas)
 
-    return asyncio.run_coroutine_threadsafe(_run_batch(batch, settings, report),
-                                            _worker_loop()).result()
+    STATS["running"] += 1
+    try:
+        return asyncio.run_coroutine_threadsafe(_run_batch(batch, settings, report),
+                                                _worker_loop()).result()
+    finally:
+        STATS["running"] -= 1
 
 
 def sees_file(path: str) -> bool:
@@ -310,7 +314,9 @@ class DaskExecutor:
         probe = out / f".dandiget-probe-{uuid.uuid4().hex}"
         try:
             probe.write_bytes(b"")
-            seen = await self.client.run(sees_file, str(probe))
+            # a worker lost meanwhile answers with an error: it writes nothing either
+            answers = await self.client.run(sees_file, str(probe), on_error="return")
+            seen = {w: ok for w, ok in answers.items() if isinstance(ok, bool)}
         finally:
             probe.unlink(missing_ok=True)
             for d in created:
