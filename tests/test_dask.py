@@ -78,6 +78,26 @@ def test_blobs_and_zarr_equal_the_local_run(text_archive, cluster, tmp_path) -> 
     assert_same_as_local(f"{spec_url}/000002/", tmp_path / "zarr", cluster.scheduler_address)
 
 
+def test_events_equal_the_local_run(text_archive, client, tmp_path) -> None:
+    """Per file, the same events in the same order (progress aside: its rate differs)."""
+    from dandiget.events import Progress, Totals, ZarrUpdate
+
+    def events_of(out: Path, **kw: Any) -> dict[str, list[str]]:
+        seen: list[Any] = []
+        for ds in ("000001", "000002"):
+            download(f"{text_archive.api_url}/dandisets/{ds}/", out, quiet=True,
+                     listeners=[seen.append], **kw)
+        per: dict[str, list[str]] = {}
+        for e in seen:
+            if not isinstance(e, (Progress, Totals, ZarrUpdate)):
+                per.setdefault(e.path, []).append(type(e).__name__)
+        return per
+
+    local = events_of(tmp_path / "local")
+    assert events_of(tmp_path / "dask", dask=client) == local  # a Client works as well
+    assert "Verified" in local["000001/file.txt"]
+
+
 def test_many_entries_zarr_in_batches(archive_factory, cluster, client, tmp_path) -> None:
     archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
         identifier="000030", assets=[ZarrSpec(path="z.zarr", generated=(300, 512, 3)),

@@ -364,6 +364,9 @@ class DaskExecutor:
 
                 raise NotEnoughSpace(result.error)
             raise UnitFailed(result.error, result.error_type)
+        verified = getattr(meter, "verified", None)
+        if verified is not None and not isinstance(unit, RangeUnit):
+            verified()  # the events a local run emits between the last byte and the rename
         return result
 
     async def _submit(self, unit: Unit) -> Result:
