@@ -296,3 +296,27 @@ def test_coordinator_killed_then_rerun_resumes(archive_factory, cluster, client,
     assert snapshot(out) == snapshot(tmp_path / "local")
     assert state_rows(out) == state_rows(tmp_path / "local")
     assert not [p for p in out.rglob("*") if "dandiget-part" in p.name]
+
+
+def test_a_unit_failing_on_a_worker_is_reported_not_lost(archive_factory, client,
+                                                         tmp_path) -> None:
+    from dandiget.config import TransferConfig
+    from dandiget.errors import DownloadFailed
+    from dandiget.retry import RetryPolicy
+
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000036", assets=[BlobSpec(path="ok.txt", content=b"fine"),
+                                     BlobSpec(path="gone.bin", size=3 * MiB, seed=4)])]))
+    cfg = TransferConfig(retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02))
+    url = f"{archive.api_url}/dandisets/000036/"
+    reports = {}
+    for name, kw in (("local", {}), ("dask", {"dask": client})):
+        archive.clear_faults()
+        archive.inject(r"/blobs/", host="content", status=500)  # every blob, every time
+        with pytest.raises(DownloadFailed) as exc:
+            download(url, tmp_path / name, quiet=True, config=cfg, **kw)
+        reports[name] = exc.value.report
+    for name, report in reports.items():
+        assert {o.path for o in report.errors} == {"000036/gone.bin", "000036/ok.txt"}, name
+    assert (sorted((o.path, o.message) for o in reports["dask"].errors)
+            == sorted((o.path, o.message) for o in reports["local"].errors))
