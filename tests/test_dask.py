@@ -320,3 +320,46 @@ def test_a_unit_failing_on_a_worker_is_reported_not_lost(archive_factory, client
         assert {o.path for o in report.errors} == {"000036/gone.bin", "000036/ok.txt"}, name
     assert (sorted((o.path, o.message) for o in reports["dask"].errors)
             == sorted((o.path, o.message) for o in reports["local"].errors))
+
+
+def test_local_rerun_resumes_the_parts_workers_finished(archive_factory, cluster, client,
+                                                        tmp_path) -> None:
+    """A file split over workers, its coordinator and busy worker killed mid-way: a local
+    rerun takes over the parts the workers journalled instead of fetching them again."""
+    from .conftest import wait_until
+
+    size = 130 * MiB  # parts: [0, 64 MiB), [64, 128 MiB), [128, 130 MiB)
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000037", assets=[BlobSpec(path="big.bin", size=size, seed=13)])]))
+    url = f"{archive.api_url}/dandisets/000037/"
+    pause = archive.inject(r"/blobs/", host="content", pause_at=65 * MiB)  # in part 1 only
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "DANDIGET_DASK": cluster.scheduler_address}
+    proc = subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
+                             str(out), "-f", "json"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert pause.wait_paused(timeout=60)
+        wait_until(lambda: any('"0"' in p.read_text() for p in out.rglob("*.r0.json")),
+                   "part 0 journalled by its worker")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    busy = [w for w, n in client.run(_running).items() if n]
+    pids = client.run(os.getpid)
+    for w in busy:
+        os.kill(pids[w], signal.SIGKILL)
+    pause.remove()
+    wait_until(lambda: not set(busy) & set(client.scheduler_info()["workers"]), "workers gone")
+    client.wait_for_workers(2, timeout=60)
+    archive.clear_requests()
+    report = download(url, out, quiet=True)  # locally, this time
+    assert report.ok and report.bytes_downloaded == size  # big.bin (dandiset.yaml was there)
+    fetched = 0
+    for q in archive.requests:
+        if q.host == "content" and "/blobs/" in q.path:
+            a, b = q.headers["Range"].removeprefix("bytes=").split("-")
+            fetched += int(b) - int(a) + 1
+    assert 0 < fetched <= size - 64 * MiB  # part 0 was not fetched again
+    assert not [p for p in out.rglob("*") if "dandiget-part" in p.name]
