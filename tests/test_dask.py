@@ -70,6 +70,7 @@ def assert_same_as_local(url: str, tmp_path: Path, dask: Any) -> None:
     assert state_rows(remote) == state_rows(local)
     assert state_rows(remote)[0]  # something was recorded
     assert not [p for p in remote.rglob("*") if "dandiget-part" in p.name]
+    assert not list((remote / ".dandiget").glob("probe-*"))  # the run's probe is gone
 
 
 def test_blobs_and_zarr_equal_the_local_run(text_archive, cluster, tmp_path) -> None:
@@ -219,6 +220,23 @@ def blind_worker(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
         finally:
             proc.kill()
             proc.wait()
+
+
+def test_a_worker_joining_later_checks_the_probe(client, tmp_path) -> None:
+    """The probe stays for the run: a task on a worker that cannot see it writes nothing."""
+    from dandiget.config import TransferConfig
+    from dandiget.executors.dask import NotShared, WorkerSettings, run_batch
+    from dandiget.units import Batch
+
+    settings = WorkerSettings(TransferConfig())
+    probe = tmp_path / ".dandiget" / "probe-x"
+    probe.parent.mkdir()
+    probe.write_bytes(b"")
+    assert client.submit(run_batch, Batch(()), settings, None, str(probe),
+                         pure=False).result() == []
+    probe.unlink()
+    with pytest.raises(NotShared, match=str(tmp_path)):
+        client.submit(run_batch, Batch(()), settings, None, str(probe), pure=False).result()
 
 
 def test_unshared_output_folder_is_refused(text_archive, blind_worker) -> None:

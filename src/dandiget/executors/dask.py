@@ -31,6 +31,7 @@ from .. import __version__
 from ..config import TransferConfig
 from ..errors import DandigetError
 from ..instances import Instance
+from ..state import STATE_DIR
 from ..transfer import Meter, Transferer
 from ..units import Batch, RangeUnit, Result, Unit
 from .work import UnitInterrupted, WorkerContext, run_unit
@@ -66,6 +67,16 @@ class UnitFailed(DandigetError):
     def __init__(self, message: str, error_type: str):
         super().__init__(message)
         self.error_type = error_type
+
+
+class NotShared(DandigetError):
+    """The output folder is not the same folder on every worker."""
+
+    def __init__(self, out: Path, detail: str):
+        super().__init__(
+            f"The output folder {out} is not shared with the Dask workers: {detail}. "
+            "Workers write straight into it: use a folder on a filesystem every worker "
+            "mounts at the same path.")
 
 
 @dataclass(frozen=True)
@@ -196,10 +207,13 @@ async def _run_batch(batch: Batch, settings: WorkerSettings,
             reporter.cancel()
 
 
-def run_batch(batch: Batch, settings: WorkerSettings, topic: str | None = None
-              ) -> list[Result]:
+def run_batch(batch: Batch, settings: WorkerSettings, topic: str | None = None,
+              probe: str | None = None) -> list[Result]:
     """The Dask task: run a batch of units on this worker's loop; progress goes to the
-    submitting process as worker events on ``topic``, a few a second per task."""
+    submitting process as worker events on ``topic``, a few a second per task. A worker
+    that does not see the run's ``probe`` (it joined after the check) writes nothing."""
+    if probe is not None and not os.path.isfile(probe):
+        raise NotShared(Path(probe).parent.parent, "a worker that joined the run cannot see it")
     report = None
     if topic is not None:
         from distributed import get_worker
@@ -241,6 +255,9 @@ class DaskExecutor:
         #: unit key -> [its meter, bytes already reported by progress messages]
         self._live: dict[str, list[Any]] = {}
         self.topic = f"dandiget-progress-{uuid.uuid4().hex}"
+        #: The shared-folder probe (check_output) and the folders made for it.
+        self.probe: Path | None = None
+        self._created: list[Path] = []
         if client is not None:
             client.subscribe_topic(self.topic, self._on_progress)
         #: Worker threads when the run started (the ranges of a large file spread over them).
@@ -302,35 +319,35 @@ class DaskExecutor:
     async def check_output(self, out: Path) -> None:
         """Every worker must see a probe file written here, before a byte is written.
 
-        The folder is created for the probe only if it did not exist, and removed again,
-        so a failed check leaves nothing behind.
+        The probe stays for the run: a worker that joins later (an adaptive cluster) checks
+        it before each task. The folder is created for it only if it did not exist, and
+        removed again when nothing else was written, so a failed run leaves nothing behind.
         """
-        created = []
-        probe_dir = out
+        folder = out / STATE_DIR  # hidden state: a killed run's probe is out of the tree
+        probe_dir = folder
         while not probe_dir.exists():
-            created.append(probe_dir)
+            self._created.append(probe_dir)
             probe_dir = probe_dir.parent
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".dandiget-probe-{uuid.uuid4().hex}"
-        try:
-            probe.write_bytes(b"")
-            # a worker lost meanwhile answers with an error: it writes nothing either
-            answers = await self.client.run(sees_file, str(probe), on_error="return")
-            seen = {w: ok for w, ok in answers.items() if isinstance(ok, bool)}
-        finally:
-            probe.unlink(missing_ok=True)
-            for d in created:
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = self.probe = folder / f"probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        # a worker lost meanwhile answers with an error: it writes nothing either
+        answers = await self.client.run(sees_file, str(probe), on_error="return")
+        seen = {w: ok for w, ok in answers.items() if isinstance(ok, bool)}
         blind = sorted(w for w, ok in seen.items() if not ok)
         if blind:
-            raise DandigetError(
-                f"The output folder {out} is not shared with the Dask workers: "
-                f"{len(blind)} of {len(seen)} worker(s) cannot see it ({', '.join(blind)}). "
-                "Workers write straight into it: use a folder on a filesystem every worker "
-                "mounts at the same path.")
+            raise NotShared(out, f"{len(blind)} of {len(seen)} worker(s) cannot see it "
+                                 f"({', '.join(blind)})")
+
+    def _remove_probe(self) -> None:
+        if self.probe is not None:
+            self.probe.unlink(missing_ok=True)
+            self.probe = None
+        for d in self._created:
+            try:
+                d.rmdir()  # only when the run wrote nothing there
+            except OSError:
+                break
 
     async def share_token(self, instance: Instance, token: str | None) -> None:
         """Hand the API token to the workers once (only runs that need it call this)."""
@@ -398,7 +415,8 @@ class DaskExecutor:
     async def _ship(self, chunk: list[tuple[Unit, asyncio.Future[Result]]]) -> None:
         batch = Batch(tuple(u for u, _ in chunk))
         try:
-            future = self.client.submit(run_batch, batch, self.settings, self.topic, pure=False,
+            future = self.client.submit(run_batch, batch, self.settings, self.topic,
+                                        str(self.probe) if self.probe else None, pure=False,
                                         key=f"dandiget-batch-{uuid.uuid4().hex}")
             results = await future
         except BaseException as e:
@@ -415,6 +433,7 @@ class DaskExecutor:
                 fut.set_result(result)
 
     async def close(self) -> None:
+        self._remove_probe()
         self.client.unsubscribe_topic(self.topic)
         for task in list(self._tasks):
             task.cancel()
