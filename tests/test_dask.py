@@ -177,8 +177,8 @@ def test_worker_killed_mid_file(archive_factory, cluster, client, tmp_path) -> N
 
 
 def test_embargoed_data_token_reaches_workers_only_by_plugin(archive_factory, cluster,
-                                                            dandi_register, monkeypatch,
-                                                            tmp_path) -> None:
+                                                            client, dandi_register,
+                                                            monkeypatch, tmp_path) -> None:
     token = "d" * 40
     archive = archive_factory(ArchiveSpec(
         dandisets=[DandisetSpec(identifier="000033", embargoed=True, owners=["alice"],
@@ -196,6 +196,14 @@ def test_embargoed_data_token_reaches_workers_only_by_plugin(archive_factory, cl
     from dandiget.executors.dask_plugins import TokenPlugin
 
     assert token not in repr(TokenPlugin({archive.api_url: token}))
+    # after the run, no worker holds the token any more
+    assert not any(client.run(_tokens).values())
+
+
+def _tokens() -> dict[str, str]:
+    from dandiget.executors import dask as ex
+
+    return dict(ex._TOKENS)
 
 
 @pytest.fixture

@@ -252,6 +252,7 @@ class DaskExecutor:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._token_apis: set[str] = set()
+        self._token_plugins: list[str] = []
         #: unit key -> [its meter, bytes already reported by progress messages]
         self._live: dict[str, list[Any]] = {}
         self.topic = f"dandiget-progress-{uuid.uuid4().hex}"
@@ -356,8 +357,9 @@ class DaskExecutor:
         self._token_apis.add(instance.api)
         from .dask_plugins import TokenPlugin
 
-        await self.client.register_plugin(TokenPlugin({instance.api: token}),
-                                          name=f"dandiget-token-{len(self._token_apis)}")
+        name = f"dandiget-token-{self.topic[-12:]}-{len(self._token_apis)}"
+        self._token_plugins.append(name)
+        await self.client.register_plugin(TokenPlugin({instance.api: token}), name=name)
 
     def _on_progress(self, event: tuple[float, dict[str, int]]) -> None:
         for key, n in event[1].items():
@@ -435,6 +437,11 @@ class DaskExecutor:
     async def close(self) -> None:
         self._remove_probe()
         self.client.unsubscribe_topic(self.topic)
+        for name in self._token_plugins:  # the token does not outlive the run on the cluster
+            try:
+                await self.client.unregister_worker_plugin(name)
+            except Exception as e:  # a worker gone meanwhile: it took the token with it
+                log.debug("unregistering %s: %s", name, e)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
