@@ -90,6 +90,8 @@ class WorkerSettings:
 # ---------------------------------------------------------------------- the worker side
 
 _TOKENS: dict[str, str] = {}
+#: APIs a run shipped a token for (TokenPlugin): their clients follow ``_TOKENS``.
+_SHIPPED: set[str] = set()
 _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_GUARD = threading.Lock()
 _CONTEXTS: dict[bytes, WorkerContext] = {}
@@ -131,8 +133,9 @@ async def _worker_context(settings: WorkerSettings) -> WorkerContext:
             client = clients.get(instance)
             if client is None:
                 client = clients[instance] = ApiClient(
-                    instance, session, requester=transferer.requester,
-                    token=_TOKENS.get(instance.api))
+                    instance, session, requester=transferer.requester)
+            if instance.api in _SHIPPED:  # the shipping run's token; none once it ended
+                client.token = _TOKENS.get(instance.api)
             return client
 
         ctx = _CONTEXTS[key] = WorkerContext(transferer, client_for)
