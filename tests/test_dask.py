@@ -241,7 +241,7 @@ def test_a_worker_joining_later_checks_the_probe(client, tmp_path) -> None:
     probe.parent.mkdir()
     probe.write_bytes(b"")
     assert client.submit(run_batch, Batch(()), settings, None, str(probe),
-                         pure=False).result() == []
+                         pure=False).result()[1] == []
     probe.unlink()
     with pytest.raises(NotShared, match=str(tmp_path)):
         client.submit(run_batch, Batch(()), settings, None, str(probe), pure=False).result()
@@ -389,3 +389,64 @@ def test_local_rerun_resumes_the_parts_workers_finished(archive_factory, cluster
             fetched += int(b) - int(a) + 1
     assert 0 < fetched <= size - 64 * MiB  # part 0 was not fetched again
     assert not [p for p in out.rglob("*") if "dandiget-part" in p.name]
+
+
+def _failed_units() -> int:
+    from dandiget.executors import dask as ex
+
+    return ex.STATS["failed"]
+
+
+@pytest.fixture
+def cut_off_worker() -> Iterator[Any]:
+    """A cluster whose second worker lives in its own network namespace: it reaches the
+    scheduler over a veth pair, but this host's 127.0.0.1 — where the test archive's
+    content host listens — is not its loopback. It really cannot reach the content."""
+    ns, a, b = f"dg{os.getpid() % 10000}", f"dg{os.getpid() % 10000}a", f"dg{os.getpid() % 10000}b"
+    setup = [["ip", "netns", "add", ns], ["ip", "link", "add", a, "type", "veth", "peer",
+                                             "name", b],
+             ["ip", "link", "set", b, "netns", ns], ["ip", "addr", "add", "10.231.7.1/24",
+                                                     "dev", a],
+             ["ip", "link", "set", a, "up"],
+             ["ip", "netns", "exec", ns, "ip", "addr", "add", "10.231.7.2/24", "dev", b],
+             ["ip", "netns", "exec", ns, "ip", "link", "set", b, "up"],
+             ["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]]
+    try:
+        for cmd in setup:
+            if subprocess.run(cmd, capture_output=True).returncode != 0:
+                pytest.skip("cannot make a network namespace here")
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                      host="0.0.0.0", dashboard_address=":0") as c:
+            port = c.scheduler_address.rsplit(":", 1)[1]
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-m",
+                 "distributed.cli.dask_worker", f"tcp://10.231.7.1:{port}", "--host",
+                 "10.231.7.2", "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                with distributed.Client(f"tcp://127.0.0.1:{port}") as client:
+                    client.wait_for_workers(2, timeout=60)
+                    far = [w for w in client.nthreads() if "10.231.7.2" in w]
+                    assert len(far) == 1
+                    yield client, far[0]
+            finally:
+                proc.kill()
+                proc.wait()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", a], capture_output=True)
+
+
+def test_units_of_a_worker_cut_off_from_the_content_go_elsewhere(archive_factory,
+                                                                 cut_off_worker,
+                                                                 tmp_path) -> None:
+    client, far = cut_off_worker
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec.generated(
+        "000038", 400, size=256)]))
+    url = f"{archive.api_url}/dandisets/000038/"
+    address = client.scheduler.address
+    report = download(url, tmp_path / "dask", quiet=True, dask=address)
+    assert report.ok and report.files_downloaded == 401
+    assert client.run(_failed_units)[far] > 0  # it did get units, and could not fetch them
+    download(url, tmp_path / "local", quiet=True)
+    assert snapshot(tmp_path / "dask") == snapshot(tmp_path / "local")

@@ -49,6 +49,8 @@ BATCH_WAIT = 0.02
 TASK_CONCURRENCY = 32
 #: Tasks in flight per worker thread (one queued behind each running one).
 TASKS_PER_THREAD = 2
+#: Workers a unit that cannot connect is tried on before its error is reported.
+MAX_WORKERS_TRIED = 3
 #: Seconds between a task's progress messages (bytes per unit since the last one).
 PROGRESS_EVERY = 0.5
 
@@ -96,7 +98,7 @@ _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_GUARD = threading.Lock()
 _CONTEXTS: dict[bytes, WorkerContext] = {}
 #: What this worker process ran (units, of which ranges of a split file): for monitoring.
-STATS = {"units": 0, "ranges": 0, "running": 0}
+STATS = {"units": 0, "ranges": 0, "running": 0, "failed": 0}
 
 
 def _worker_loop() -> asyncio.AbstractEventLoop:
@@ -196,6 +198,7 @@ async def _run_batch(batch: Batch, settings: WorkerSettings,
             except Exception as e:  # reported per unit; the others go on
                 from ..space import NotEnoughSpace
 
+                STATS["failed"] += 1
                 return Result(unit.rec, bytes=counter.n, error=str(e) or type(e).__name__,
                               error_type=type(e).__name__,
                               fatal=isinstance(e, NotEnoughSpace))
@@ -211,25 +214,24 @@ async def _run_batch(batch: Batch, settings: WorkerSettings,
 
 
 def run_batch(batch: Batch, settings: WorkerSettings, topic: str | None = None,
-              probe: str | None = None) -> list[Result]:
+              probe: str | None = None) -> tuple[str, list[Result]]:
     """The Dask task: run a batch of units on this worker's loop; progress goes to the
     submitting process as worker events on ``topic``, a few a second per task. A worker
     that does not see the run's ``probe`` (it joined after the check) writes nothing."""
     if probe is not None and not os.path.isfile(probe):
         raise NotShared(Path(probe).parent.parent, "a worker that joined the run cannot see it")
+    from distributed import get_worker
+
+    worker = get_worker()
     report = None
     if topic is not None:
-        from distributed import get_worker
-
-        worker = get_worker()
-
         def report(deltas: dict[str, int]) -> None:  # from our loop: hand to the worker's
             worker.loop.add_callback(worker.log_event, topic, deltas)
 
     STATS["running"] += 1
     try:
-        return asyncio.run_coroutine_threadsafe(_run_batch(batch, settings, report),
-                                                _worker_loop()).result()
+        return worker.address, asyncio.run_coroutine_threadsafe(
+            _run_batch(batch, settings, report), _worker_loop()).result()
     finally:
         STATS["running"] -= 1
 
@@ -417,13 +419,20 @@ class DaskExecutor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _ship(self, chunk: list[tuple[Unit, asyncio.Future[Result]]]) -> None:
+    async def _ship(self, chunk: list[tuple[Unit, asyncio.Future[Result]]],
+                    tried: frozenset[str] = frozenset()) -> None:
+        """Run a batch as one task. Units its worker could not connect for go to a worker
+        that has not tried them; their error is reported once no such worker is left."""
         batch = Batch(tuple(u for u, _ in chunk))
         try:
+            others = [w for w in await self.client.nthreads() if w not in tried]
             future = self.client.submit(run_batch, batch, self.settings, self.topic,
                                         str(self.probe) if self.probe else None, pure=False,
-                                        key=f"dandiget-batch-{uuid.uuid4().hex}")
-            results = await future
+                                        key=f"dandiget-batch-{uuid.uuid4().hex}",
+                                        workers=others if tried else None,
+                                        allow_other_workers=False)
+            worker, results = await future
+            others = [w for w in await self.client.nthreads() if w not in tried | {worker}]
         except BaseException as e:
             for _, fut in chunk:
                 if not fut.done():
@@ -433,9 +442,17 @@ class DaskExecutor:
             if not isinstance(e, Exception):
                 raise
             return
-        for (_, fut), result in zip(chunk, results, strict=True):
-            if not fut.done():
+        again = []
+        for (unit, fut), result in zip(chunk, results, strict=True):
+            if (result.error_type == "ConnectError" and others
+                    and len(tried) + 1 < MAX_WORKERS_TRIED):
+                again.append((unit, fut))
+            elif not fut.done():
                 fut.set_result(result)
+        if again:
+            log.debug("%d unit(s) could not connect from %s: trying another worker",
+                      len(again), worker)
+            self._start(self._ship(again, tried | {worker}))
 
     async def close(self) -> None:
         self._remove_probe()
