@@ -10,7 +10,8 @@ which :meth:`DaskExecutor.check_output` proves before the first byte.
 
 A worker that dies mid-task (even SIGKILL) loses nothing: Dask runs the task again on
 another worker, where units resume from their temporary files (or start over); no file
-reaches its final path unverified. The API token, when the run needs one, reaches workers
+reaches its final path unverified. Units a worker cannot connect for (its network cannot
+reach the content host) go to another worker. The API token, when the run needs one, reaches workers
 once, in a worker plugin whose repr hides it — never in a task, its key or its arguments.
 """
 
