@@ -11,8 +11,10 @@ which :meth:`DaskExecutor.check_output` proves before the first byte.
 A worker that dies mid-task (even SIGKILL) loses nothing: Dask runs the task again on
 another worker, where units resume from their temporary files (or start over); no file
 reaches its final path unverified. Units a worker cannot connect for (its network cannot
-reach the content host) go to another worker. The API token, when the run needs one, reaches workers
-once, in a worker plugin whose repr hides it — never in a task, its key or its arguments.
+reach the content host) go to another worker. The API token, when the run needs one,
+reaches workers once, in a worker plugin whose repr hides it — never in a task, its key or
+its arguments — and is withdrawn when the run ends. Progress comes back as worker events,
+one per task every PROGRESS_EVERY seconds, never one per chunk.
 """
 
 from __future__ import annotations
