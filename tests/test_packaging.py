@@ -20,6 +20,7 @@ OPTIONAL = {
     "keyring": "keyring",  # api.find_api_key, the ``dandiget[keyring]`` extra
     "pytest": "test",  # dandiget.testing's opt-in pytest plugin and peer fixture
     "IPython": "notebook-test",  # render.notebook: only ever imported inside a Jupyter kernel
+    "distributed": "dask",  # executors/dask.py, the ``dandiget[dask]`` extra
 }
 
 

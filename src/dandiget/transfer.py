@@ -28,6 +28,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -41,8 +42,7 @@ from .requests import Requester, display_url
 
 log = logging.getLogger("dandiget")
 
-__all__ = ["SMALL_OBJECT", "RefusalMemo", "Source", "Transferer", "discard", "display_url",
-           "write_verified"]
+__all__ = ["SMALL_OBJECT", "RefusalMemo", "Source", "Transferer", "discard", "display_url"]
 
 CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -457,6 +457,8 @@ class Transferer:
         parts = etag_parts(size)
         journal_path = journal_of(temp)
         journal = _load_journal(journal_path, size) if temp.exists() else None
+        if journal is None and temp.exists():  # left by ranges on other processes?
+            journal = _adopt_range_journals(temp, size, journal_path)
         done: dict[int, str] = dict(journal.parts) if journal else {}
         spans: dict[int, int] = dict(journal.spans) if journal else {}
         fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o644)
@@ -493,6 +495,48 @@ class Transferer:
             await writes.settle()
             os.close(fd)
         return combine_part_digests(bytes.fromhex(done[p.index]) for p in parts)
+
+    async def fetch_parts(self, source: Source, temp: Path, size: int, first: int, last: int,
+                          meter: Meter) -> dict[int, str]:
+        """Fetch dandi-etag parts ``first..last`` of a file into the shared ``temp`` at their
+        offsets; return each part's md5 (hex).
+
+        One range of a file split over several processes (executors/dask.py): the caller
+        combines every range's md5s into the dandi-etag. Finished parts are journalled
+        beside ``temp`` (after ``fdatasync``) so a range that is run again (its worker was
+        killed) fetches only the parts it had not finished.
+        """
+        parts = etag_parts(size)[first:last + 1]
+        journal_path = range_journal_of(temp, first)
+        done: dict[int, str] = {}
+        if temp.exists():  # this range's own journal, or one of a single-process run
+            for path in (journal_path, journal_of(temp)):
+                journal = _load_journal(path, size)
+                if journal is not None:
+                    done.update((i, d) for i, d in journal.parts.items() if first <= i <= last)
+        if done:
+            meter.resumed(sum(p.length for p in parts if p.index in done))
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o644)
+        writes = _Writes(fd)
+        lock = asyncio.Lock()
+        todo = [p for p in parts if p.index not in done]
+
+        async def one(part: Part) -> None:
+            md5 = await self._fetch_range(source, writes, part, _Cursor(part.offset), meter,
+                                          [], hash_it=True)
+            async with lock:
+                done[part.index] = md5
+                await asyncio.to_thread(os.fdatasync, fd)
+                await asyncio.to_thread(_save_journal, journal_path, size, dict(done), {})
+
+        try:
+            n = max(1, min(self.config.parts_per_file, len(todo)))
+            for i in range(0, len(todo), n):
+                await asyncio.gather(*(one(p) for p in todo[i:i + n]))
+        finally:
+            await writes.settle()
+            os.close(fd)
+        return done
 
     async def _fetch_range(self, source: Source, writes: _Writes, unit: Part, cursor: _Cursor,
                            meter: Meter, etag_seen: list[str], *, hash_it: bool) -> str:
@@ -738,26 +782,6 @@ def _digest_bytes(algo: str, data: bytes) -> str:
     return hashlib.new(algo, data).hexdigest()
 
 
-def write_verified(temp: Path, target: Path, data: bytes, mtime_ns: int | None) -> None:
-    """Write verified bytes to ``temp``, stamp the mtime, and rename onto ``target``."""
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if mtime_ns is not None:
-            os.utime(fd, ns=(time.time_ns(), mtime_ns))
-    finally:
-        os.close(fd)
-    try:
-        os.replace(temp, target)
-    except IsADirectoryError:
-        import shutil
-
-        shutil.rmtree(target)
-        os.replace(temp, target)
-
-
 def _hash_write(fd: int, offset: int, data: bytes, hasher: _Hasher) -> None:
     hasher.update(data)
     view = memoryview(data)
@@ -789,6 +813,11 @@ def journal_of(temp: Path) -> Path:
     return temp.with_name(temp.name + ".json")
 
 
+def range_journal_of(temp: Path, first: int) -> Path:
+    """The journal of the range starting at part ``first`` (fetch_parts)."""
+    return temp.with_name(f"{temp.name}.r{first}.json")
+
+
 def _load_journal(path: Path, size: int) -> _Journal | None:
     try:
         data = json.loads(path.read_text())
@@ -798,6 +827,23 @@ def _load_journal(path: Path, size: int) -> _Journal | None:
                         {int(k): int(v) for k, v in data.get("spans", {}).items()})
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _adopt_range_journals(temp: Path, size: int, journal_path: Path) -> _Journal | None:
+    """The finished parts that ranges run by other processes journalled (fetch_parts),
+    merged into this file's own journal (the range journals are removed)."""
+    found = list(temp.parent.glob(f"{glob_escape(temp.name)}.r*.json"))
+    parts: dict[int, str] = {}
+    for path in found:
+        journal = _load_journal(path, size)
+        if journal is not None:
+            parts.update(journal.parts)
+    if not parts:
+        return None
+    _save_journal(journal_path, size, parts, {})
+    for path in found:
+        path.unlink(missing_ok=True)
+    return _Journal(parts, {})
 
 
 def _save_journal(path: Path, size: int, done: dict[int, str], spans: dict[int, int]) -> None:
