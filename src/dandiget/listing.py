@@ -292,8 +292,8 @@ async def iter_consistent_assets(client: ApiClient, dandiset_id: str, version: s
                                  ) -> AsyncIterator[dict[str, Any]]:
     """Every asset of a version once, none skipped even if the draft changes meanwhile."""
     handed_out: dict[str, Any] = {}  # path -> asset_id
-    for attempt in range(1, MAX_RELISTS + 2):
-        before = await _draft_stamp(client, dandiset_id, version, recent=attempt == 1)
+    for listing_pass in range(1, MAX_RELISTS + 2):  # re-lists, not request retries
+        before = await _draft_stamp(client, dandiset_id, version, recent=listing_pass == 1)
         this_pass: set[str] = set()
         try:
             async for rows in _one_pass(client, dandiset_id, version, page_size, filters):
@@ -319,10 +319,10 @@ async def iter_consistent_assets(client: ApiClient, dandiset_id: str, version: s
             reason = f"its modified time went from {before} to {after}"
         except ListingChanged as e:
             reason = str(e)
-        if attempt > MAX_RELISTS:
+        if listing_pass > MAX_RELISTS:
             raise ListingChanged(
                 f"Dandiset {dandiset_id} version {version} kept changing while it was listed "
-                f"({attempt} passes; last: {reason}). Try again when it is not being edited.")
+                f"({listing_pass} passes; last: {reason}). Try again when it is not being edited.")
         log.warning("Dandiset %s version %s changed while it was listed (%s); listing it "
                     "again", dandiset_id, version, reason)
 
