@@ -311,6 +311,17 @@ def markdown(meta: dict, rows: list[dict], tgts: list[dict], chart: str | None) 
     return "\n".join(lines) + "\n"
 
 
+def rate_mbs(rate: str | None) -> float | None:
+    """``tc`` rate (``200mbit``, ``1gbit``, ``25mbps``) in MB/s; None when not understood."""
+    import re
+
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([kmg])(bit|bps)", (rate or "").lower())
+    if not m:
+        return None
+    value = float(m.group(1)) * {"k": 1e3, "m": 1e6, "g": 1e9}[m.group(2)]
+    return value / (8 if m.group(3) == "bit" else 1) / 1e6
+
+
 def draw_chart(meta: dict, runs: list[Run], rows: list[dict], path: Path) -> Path | None:
     """Throughput against workers, median with min-max whiskers, one line per corpus, and
     the ideal line (1 worker's median times N) of each."""
@@ -342,6 +353,12 @@ def draw_chart(meta: dict, runs: list[Run], rows: list[dict], path: Path) -> Pat
                     label=f"{c}: ideal (1 worker x N)")
             top = max(top, one * max(xs))
         top = max(top, max(r["mbs_max"] for r in pts))
+    cap = rate_mbs(meta["rate"])
+    xs_all = sorted({r["workers"] for r in rows if r["workers"]})
+    if cap and xs_all:
+        ax.plot(xs_all, [cap * x for x in xs_all], linestyle=":", color="#7f7f7f",
+                label=f"the caps: N x {cap:g} MB/s")
+        top = max(top, cap * max(xs_all))
     ax.set_xlabel("Dask workers (one network namespace each)")
     ax.set_ylabel("throughput, MB/s")
     ax.set_xticks(sorted({r["workers"] for r in rows if r["workers"]}))

@@ -129,6 +129,14 @@ def test_summary_and_verdict() -> None:
     assert verdict["verdict"].startswith("not judged")
 
 
+def test_tc_rates_in_megabytes() -> None:
+    """The chart's 'N x cap' line: tc's mbit is megabits, its mbps megabytes."""
+    assert scaling.rate_mbs("200mbit") == pytest.approx(25.0)
+    assert scaling.rate_mbs("1gbit") == pytest.approx(125.0)
+    assert scaling.rate_mbs("25mbps") == pytest.approx(25.0)
+    assert scaling.rate_mbs("") is None and scaling.rate_mbs("fast") is None
+
+
 @needs_netns
 @pytest.mark.skipif(_no_dask() is not None, reason=f"no Dask runs possible: {_no_dask()}")
 def test_smoke_run_scales_and_cleans_up(tmp_path: Path) -> None:
