@@ -19,6 +19,7 @@ SRC = REPO / "src" / "dandiget"
 OPTIONAL = {
     "keyring": "keyring",  # api.find_api_key, the ``dandiget[keyring]`` extra
     "pytest": "test",  # dandiget.testing's opt-in pytest plugin and peer fixture
+    "distributed": "dask",  # executors/dask.py, the ``dandiget[dask]`` extra
 }
 
 

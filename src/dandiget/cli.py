@@ -126,11 +126,17 @@ class DownloadKinds(click.ParamType):
                    "deleted; write nothing.")
 @click.option("--ignore-free-space", is_flag=True,
               help="Start even if the output folder's filesystem seems too small.")
+@click.option("--dask", "dask_address", envvar="DANDIGET_DASK", default=None,
+              metavar="ADDRESS|local:N",
+              help="Spread the download over a Dask cluster: a running scheduler "
+                   "(tcp://head:8786) or local:N worker processes. The output folder must be "
+                   "shared with every worker. Needs pip install 'dandiget[dask]'.")
 @click.argument("url", nargs=-1)
 def download(output_dir: str, existing: str, fmt: str, path_type: str,
              jobs: tuple[int, int | None], download_kinds: set[str], preserve_tree: bool,
              sync: str | None, zarr_filters: tuple[str, ...], dandi_instance: str | None,
-             dry_run: bool, ignore_free_space: bool, url: tuple[str, ...]) -> None:
+             dry_run: bool, ignore_free_space: bool, dask_address: str | None,
+             url: tuple[str, ...]) -> None:
     """Download files, folders, Zarrs or whole Dandisets from a DANDI archive.
 
     URL can be any form dandi download accepts: DANDI:000027[/VERSION],
@@ -156,6 +162,7 @@ def download(output_dir: str, existing: str, fmt: str, path_type: str,
             dry_run=dry_run,
             zarr=zarr_filters,
             ignore_free_space=ignore_free_space,
+            dask=dask_address or None,
         )
     except KeyboardInterrupt:
         click.echo("Interrupted. Partial downloads are kept and resume on the next run.",

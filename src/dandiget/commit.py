@@ -1,4 +1,8 @@
-"""Commit: a verified temporary file becomes the real file, atomically, with its mtime."""
+"""Commit: a verified temporary file becomes the real file, atomically, with its mtime.
+
+The one final IO step of every file — blob, range-split large file, or Zarr entry — on
+whichever process executed its unit.
+"""
 
 from __future__ import annotations
 
@@ -35,19 +39,45 @@ def prepare_parent(target: Path, root: Path, confinement: Confinement, *,
     confinement.check_dir(parent)
 
 
-def commit_file(temp: Path, target: Path, mtime: datetime | None, *, sync: bool) -> None:
-    """Rename a verified temporary onto ``target`` (replacing a file, link or folder)."""
-    if sync:
-        fd = os.open(temp, os.O_RDONLY)
+def commit_file(temp: Path, target: Path, mtime: datetime | int | None, *, sync: bool,
+                size: int | None = None) -> None:
+    """Rename a verified temporary onto ``target`` (replacing a file, link or folder).
+
+    ``mtime`` is a datetime or nanoseconds; ``size`` truncates the temporary first (a file
+    written in ranges by several processes ends exactly where the object does).
+    """
+    if sync or size is not None:
+        fd = os.open(temp, os.O_RDWR if size is not None else os.O_RDONLY)
         try:
-            os.fsync(fd)
+            if size is not None:
+                os.ftruncate(fd, size)
+            if sync:
+                os.fsync(fd)
         finally:
             os.close(fd)
     if target.is_dir() and not target.is_symlink():
         shutil.rmtree(target)
     os.replace(temp, target)
     if mtime is not None:
-        set_mtime(target, mtime)
+        os.utime(target, ns=(time.time_ns(), mtime if isinstance(mtime, int) else to_ns(mtime)))
+
+
+def write_verified(temp: Path, target: Path, data: bytes, mtime_ns: int | None) -> None:
+    """Write verified bytes to ``temp``, stamp the mtime, and rename onto ``target``."""
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        if mtime_ns is not None:
+            os.utime(fd, ns=(time.time_ns(), mtime_ns))
+    finally:
+        os.close(fd)
+    try:
+        os.replace(temp, target)
+    except IsADirectoryError:
+        shutil.rmtree(target)
+        os.replace(temp, target)
 
 
 def set_mtime(path: Path, mtime: datetime) -> None:

@@ -75,14 +75,14 @@ def build_options(*, existing: DownloadExisting | str = DownloadExisting.ERROR, 
                   path_type: PathType | str = PathType.EXACT, dry_run: bool = False,
                   fail_fast: bool = False, zarr_filters: Sequence[Any] = (),
                   config: TransferConfig | None = None,
-                  ignore_free_space: bool = False) -> DownloadOptions:
+                  ignore_free_space: bool = False, dask: Any = None) -> DownloadOptions:
     cfg = dataclasses.replace(config or TransferConfig(), jobs=jobs, jobs_per_zarr=jobs_per_zarr)
     return DownloadOptions(
         existing=DownloadExisting(str(existing)), jobs=jobs, jobs_per_zarr=jobs_per_zarr,
         get_metadata=get_metadata, get_assets=get_assets, preserve_tree=preserve_tree,
         sync=_sync_mode(sync), path_type=PathType(str(path_type)), dry_run=dry_run,
         fail_fast=fail_fast, zarr_filters=tuple(zarr_filters), config=cfg,
-        ignore_free_space=ignore_free_space)
+        ignore_free_space=ignore_free_space, dask=dask)
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
@@ -123,7 +123,7 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                     listeners: Sequence[Listener] = (),
                     config: TransferConfig | None = None,
                     ignore_free_space: bool = False,
-                    quiet: bool = False) -> DownloadReport:
+                    quiet: bool = False, dask: Any = None) -> DownloadReport:
     """The async twin of :func:`download`, for code that already runs an event loop."""
     from .render import make_renderer
 
@@ -133,7 +133,7 @@ async def adownload(urls: Any, output_dir: str | Path, *,
                          preserve_tree=preserve_tree, sync=sync, path_type=path_type,
                          dry_run=dry_run, fail_fast=fmt is DownloadFormat.DEBUG,
                          zarr_filters=zarr, config=config,
-                         ignore_free_space=ignore_free_space)
+                         ignore_free_space=ignore_free_space, dask=dask)
     renderer = make_renderer(fmt.value, dry_run=dry_run, quiet=quiet)
     opts.prompt = _sync_prompt(renderer, opts.prompt)
     engine = Engine(opts, [renderer, *listeners])
@@ -181,7 +181,7 @@ def download(urls: Any, output_dir: str | Path, *,
              listeners: Sequence[Listener] = (),
              config: TransferConfig | None = None,
              ignore_free_space: bool = False,
-             quiet: bool = False) -> DownloadReport:
+             quiet: bool = False, dask: Any = None) -> DownloadReport:
     """Download DANDI URLs into ``output_dir``; dandi-cli's ``download()`` with a report.
 
     Raises ``DownloadFailed`` (a ``RuntimeError``, message "Encountered N error(s) while
@@ -190,7 +190,10 @@ def download(urls: Any, output_dir: str | Path, *,
     receive every engine event; ``config`` tunes connections, part sizes and retries;
     ``quiet`` prints nothing (the returned report is the output).
     Too little free space for what is about to be written raises ``NotEnoughSpace`` before
-    the first byte, unless ``ignore_free_space``.
+    the first byte, unless ``ignore_free_space``. ``dask`` spreads the work over a Dask
+    cluster (``pip install 'dandiget[dask]'``): a ``distributed.Client``, a scheduler
+    address such as ``"tcp://head:8786"``, or ``"local:N"`` for N local worker processes;
+    the output folder must be shared with every worker.
 
     Against the built-in test archive (no network)::
 
@@ -212,4 +215,4 @@ def download(urls: Any, output_dir: str | Path, *,
         jobs_per_zarr=jobs_per_zarr, get_metadata=get_metadata, get_assets=get_assets,
         preserve_tree=preserve_tree, sync=sync, path_type=path_type, dry_run=dry_run,
         zarr=zarr, listeners=listeners, config=config, ignore_free_space=ignore_free_space,
-        quiet=quiet))
+        quiet=quiet, dask=dask))

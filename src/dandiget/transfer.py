@@ -41,8 +41,7 @@ from .requests import Requester, display_url
 
 log = logging.getLogger("dandiget")
 
-__all__ = ["SMALL_OBJECT", "RefusalMemo", "Source", "Transferer", "discard", "display_url",
-           "write_verified"]
+__all__ = ["SMALL_OBJECT", "RefusalMemo", "Source", "Transferer", "discard", "display_url"]
 
 CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
@@ -494,6 +493,45 @@ class Transferer:
             os.close(fd)
         return combine_part_digests(bytes.fromhex(done[p.index]) for p in parts)
 
+    async def fetch_parts(self, source: Source, temp: Path, size: int, first: int, last: int,
+                          meter: Meter) -> dict[int, str]:
+        """Fetch dandi-etag parts ``first..last`` of a file into the shared ``temp`` at their
+        offsets; return each part's md5 (hex).
+
+        One range of a file split over several processes (executors/dask.py): the caller
+        combines every range's md5s into the dandi-etag. Finished parts are journalled
+        beside ``temp`` (after ``fdatasync``) so a range that is run again (its worker was
+        killed) fetches only the parts it had not finished.
+        """
+        parts = etag_parts(size)[first:last + 1]
+        journal_path = range_journal_of(temp, first)
+        journal = _load_journal(journal_path, size) if temp.exists() else None
+        done: dict[int, str] = {i: d for i, d in (journal.parts if journal else {}).items()
+                                if first <= i <= last}
+        if done:
+            meter.resumed(sum(p.length for p in parts if p.index in done))
+        fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o644)
+        writes = _Writes(fd)
+        lock = asyncio.Lock()
+        todo = [p for p in parts if p.index not in done]
+
+        async def one(part: Part) -> None:
+            md5 = await self._fetch_range(source, writes, part, _Cursor(part.offset), meter,
+                                          [], hash_it=True)
+            async with lock:
+                done[part.index] = md5
+                await asyncio.to_thread(os.fdatasync, fd)
+                await asyncio.to_thread(_save_journal, journal_path, size, dict(done), {})
+
+        try:
+            n = max(1, min(self.config.parts_per_file, len(todo)))
+            for i in range(0, len(todo), n):
+                await asyncio.gather(*(one(p) for p in todo[i:i + n]))
+        finally:
+            await writes.settle()
+            os.close(fd)
+        return done
+
     async def _fetch_range(self, source: Source, writes: _Writes, unit: Part, cursor: _Cursor,
                            meter: Meter, etag_seen: list[str], *, hash_it: bool) -> str:
         """One Range request for [cursor.pos, unit.end), resuming inside it after a broken
@@ -738,26 +776,6 @@ def _digest_bytes(algo: str, data: bytes) -> str:
     return hashlib.new(algo, data).hexdigest()
 
 
-def write_verified(temp: Path, target: Path, data: bytes, mtime_ns: int | None) -> None:
-    """Write verified bytes to ``temp``, stamp the mtime, and rename onto ``target``."""
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        if mtime_ns is not None:
-            os.utime(fd, ns=(time.time_ns(), mtime_ns))
-    finally:
-        os.close(fd)
-    try:
-        os.replace(temp, target)
-    except IsADirectoryError:
-        import shutil
-
-        shutil.rmtree(target)
-        os.replace(temp, target)
-
-
 def _hash_write(fd: int, offset: int, data: bytes, hasher: _Hasher) -> None:
     hasher.update(data)
     view = memoryview(data)
@@ -787,6 +805,11 @@ class _Journal:
 
 def journal_of(temp: Path) -> Path:
     return temp.with_name(temp.name + ".json")
+
+
+def range_journal_of(temp: Path, first: int) -> Path:
+    """The journal of the range starting at part ``first`` (fetch_parts)."""
+    return temp.with_name(f"{temp.name}.r{first}.json")
 
 
 def _load_journal(path: Path, size: int) -> _Journal | None:

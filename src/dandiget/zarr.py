@@ -19,10 +19,11 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-from .commit import remove_path, set_mtime
+from .commit import remove_path
+from .coordinator import Coordinator, UrlJob
 from .digests import (
     ZARR_EXCLUDED,
     file_hexdigest,
@@ -37,10 +38,8 @@ from .options import DownloadExisting
 from .paths import check_relpath, temp_name
 from .pipeline import drain
 from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash, to_ns
-from .transfer import SMALL_OBJECT, NullMeter, Source, write_verified
-
-if TYPE_CHECKING:
-    from .engine import Engine, UrlJob
+from .transfer import NullMeter
+from .units import Fetch, FileUnit
 
 UPDATE_INTERVAL = 0.5
 
@@ -104,7 +103,7 @@ def _glob_match(pattern: str, key: str) -> bool:
 class ZarrTracker:
     """O(1)-per-entry accounting, emitted as dandi-cli-shaped Zarr records (throttled)."""
 
-    def __init__(self, engine: Engine, rec: str, size: int):
+    def __init__(self, engine: Coordinator, rec: str, size: int):
         self.engine = engine
         self.rec = rec
         self.size = size
@@ -156,7 +155,7 @@ class ZarrTracker:
 class _EntryMeter(NullMeter):
     __slots__ = ("engine", "tracker")
 
-    def __init__(self, engine: Engine, tracker: ZarrTracker):
+    def __init__(self, engine: Coordinator, tracker: ZarrTracker):
         self.engine = engine
         self.tracker = tracker
 
@@ -168,7 +167,7 @@ class _EntryMeter(NullMeter):
         self.tracker.bytes -= n
 
 
-async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target: Path,
+async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, target: Path,
                         rec: str) -> None:
     """Download (or plan) one Zarr asset into the folder ``target``."""
     opts = engine.options
@@ -207,12 +206,14 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
                     engine.emit(Planned(rec, "skip", asset.size, reason, kind="zarr"))
                 else:
                     engine.emit(Skipped(rec, reason=reason, size=asset.size, kind="zarr"))
-                engine._count_skip(rec, "zarr", asset.size, reason)
+                engine.count_skip(rec, "zarr", asset.size, reason)
                 return
         if not records:
             records = await asyncio.to_thread(state.load_prefix, rec)
     engine.emit(Started(rec, asset.size, kind="zarr"))
     if not opts.dry_run:
+        if asset.embargoed:
+            await engine.share_token(client)
         await engine.prepare_output(job, asset.size, rec, present=target)
         target.mkdir(parents=True, exist_ok=True)
         engine.confinement(job.output_dir).check_dir(target)
@@ -220,7 +221,8 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
     local_md5: dict[str, str] = {}
     made_dirs: set[Path] = {target}
     fresh_dirs: set[Path] = set()  # created by this run: nothing in them we did not write
-    jobs = opts.config.zarr_jobs
+    jobs = opts.config.zarr_jobs if opts.dry_run else engine.executor.concurrency(
+        opts.config.zarr_jobs)
     base_url = asset.content_url if (asset.content_url and not asset.embargoed) else None
     if base_url and not base_url.endswith("/"):
         base_url += "/"
@@ -238,9 +240,11 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             listed[entry.key] = (entry.md5, entry.size)
             yield entry
 
-    async def resolve_entry(key: str) -> str:
-        url = client.url(f"zarr/{asset.zarr_id}/files/?prefix={quote(key, safe='')}&download=true")
-        return await engine.resolve_redirect(client, url)
+    redirect = client.url(f"zarr/{asset.zarr_id}/files/?prefix=")
+
+    def fetch_of(key: str) -> Fetch:
+        return Fetch((base_url + quote(key)) if base_url else None, redirect, client.instance,
+                     key)
 
     meter = _EntryMeter(engine, tracker)
 
@@ -279,27 +283,12 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
             engine.confinement(job.output_dir).check_dir(parent)
             made_dirs.add(parent)
         temp = parent / temp_name(path.name, entry.md5[:8])
-        source = Source(url=(base_url + quote(entry.key)) if base_url else None,
-                        resolve=lambda: resolve_entry(entry.key), refusals=engine._refusals)
-        transferer = engine.transferer
-        assert transferer is not None
-        if entry.size <= SMALL_OBJECT:
-            data = await transferer.fetch_small(source, entry.size, ("md5", entry.md5), meter)
-            # Inline, not in a thread: for 16 KiB the hand-off costs more CPU than it saves.
-            write_verified(temp, path, data,
-                           to_ns(entry.modified) if entry.modified is not None else None)
-            stat = LocalStat.of(path)
-        else:
-            await transferer.fetch(source, temp, entry.size, ("md5", entry.md5), meter)
-            if path.is_dir() and not path.is_symlink():
-                await asyncio.to_thread(remove_path, path)
-            os.replace(temp, path)
-            if entry.modified is not None:
-                set_mtime(path, entry.modified)
-            stat = LocalStat.of(path)
+        unit = FileUnit(erec, path, temp, entry.size, ("md5", entry.md5),
+                        to_ns(entry.modified) if entry.modified is not None else None,
+                        fetch_of(entry.key), "zarr")
+        result = await engine.run_unit(unit, meter)
         local_md5[entry.key] = entry.md5
-        if stat is not None:
-            engine.remember(erec, stat, "md5", entry.md5)
+        engine.record(result, unit)
         engine.report.files_downloaded += 1
         engine.report.bytes_downloaded += entry.size
         tracker.entry_done()
@@ -357,7 +346,7 @@ async def download_zarr(engine: Engine, job: UrlJob, asset: RemoteAsset, target:
         message = f"{message}; {checksum_note}"
     if tracker.done == 0 and tracker.skipped:
         engine.emit(Skipped(rec, reason=message, size=asset.size, kind="zarr"))
-        engine._count_skip(rec, "zarr", asset.size, message)
+        engine.count_skip(rec, "zarr", asset.size, message)
         return
     engine.emit(Done(rec, asset.size, message=message, kind="zarr"))
     engine.outcome(rec, "downloaded", "zarr", asset.size, message)

@@ -11,8 +11,8 @@ from typing import IO
 from rich.console import Console
 from rich.text import Text
 
-from ..events import Event, Failed, Planned, Skipped
 from ..compat.humanize import naturalsize
+from ..events import Event, Failed, Planned, Skipped
 from ..report import DownloadReport
 from .text import final_lines, one_line
 
