@@ -97,6 +97,12 @@ def _units_run() -> int:
     return ex.STATS["units"]
 
 
+def _running() -> int:
+    from dandiget.executors import dask as ex
+
+    return ex.STATS["running"]
+
+
 def _ranges_run() -> int:
     from dandiget.executors import dask as ex
 
@@ -120,7 +126,8 @@ def test_worker_killed_mid_file(archive_factory, cluster, client, tmp_path) -> N
         identifier="000032", assets=[BlobSpec(path="a.bin", size=5 * MiB, seed=7),
                                      BlobSpec(path="b.txt", content=b"b" * 100)])]))
     url = f"{archive.api_url}/dandisets/000032/"
-    pause = archive.inject(r"/blobs/", host="content", pause_at=2 * MiB, times=1)
+    # b.txt (100 bytes) never reaches the pause; after release() nothing pauses again
+    pause = archive.inject(r"/blobs/", host="content", pause_at=2 * MiB)
     out = tmp_path / "dask"
     errors: list[BaseException] = []
 
@@ -201,3 +208,71 @@ def test_unshared_output_folder_is_refused(text_archive, blind_worker) -> None:
                  dask=cluster.scheduler_address)
     assert str(out) in str(exc.value)
     assert not out.exists()  # nothing written, no .dandiget/ left
+
+
+def test_progress_from_workers_is_live_and_batched(archive_factory, cluster,
+                                                   tmp_path) -> None:
+    from dandiget.events import Done, Progress
+
+    size = 3 * MiB
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000034", assets=[BlobSpec(path="slow.bin", size=size, seed=9)])]))
+    archive.inject(r"/blobs/", host="content", rate=MiB)  # ~3 s on the wire
+    events: list[Any] = []
+    download(f"{archive.api_url}/dandisets/000034/", tmp_path, quiet=True,
+             dask=cluster.scheduler_address, listeners=[events.append])
+    done = [e.done for e in events if isinstance(e, Progress) and e.path.endswith("slow.bin")]
+    assert done and done[-1] == size
+    assert done == sorted(done)
+    # seen while the file was still moving, not only at the end ...
+    assert any(0 < d < size for d in done), done
+    # ... and a few messages a second, not one per chunk (3 MiB is ~50 chunks)
+    assert len(done) <= 12, done
+    kinds = [type(e) for e in events if getattr(e, "path", "").endswith("slow.bin")
+             and isinstance(e, (Progress, Done))]
+    assert kinds[-1] is Done and Done not in kinds[:-1]  # progress first, then done
+
+
+def test_coordinator_killed_then_rerun_resumes(archive_factory, cluster, client,
+                                               tmp_path) -> None:
+    """SIGKILL of the submitting process (and of the worker it left running) mid-file: a
+    rerun on the cluster resumes the partial file where it stopped and records the tree."""
+    from .conftest import wait_until
+
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000035", assets=[BlobSpec(path="a.bin", size=6 * MiB, seed=11),
+                                     BlobSpec(path="c.txt", content=b"c" * 10)])]))
+    url = f"{archive.api_url}/dandisets/000035/"
+    pause = archive.inject(r"/blobs/", host="content", pause_at=3 * MiB)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "DANDIGET_DASK": cluster.scheduler_address}
+    proc = subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
+                             str(out), "-f", "json"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert pause.wait_paused(timeout=60)
+        wait_until(lambda: any(p.stat().st_size for p in out.rglob("*dandiget-part*")),
+                   "bytes of a.bin in its temporary file")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    # Dask cannot stop the task it left running: its worker goes too (the nanny restarts it)
+    busy = [w for w, n in client.run(_running).items() if n]
+    assert len(busy) == 1
+    os.kill(client.run(os.getpid)[busy[0]], signal.SIGKILL)
+    pause.remove()
+    wait_until(lambda: busy[0] not in client.scheduler_info()["workers"], "the worker gone")
+    client.wait_for_workers(2, timeout=60)
+    assert not (out / "000035" / "a.bin").exists()
+    archive.clear_requests()
+    # c.txt may be complete but unrecorded (the state is written in batches): compared
+    download(url, out, quiet=True, existing="overwrite-different",
+             dask=cluster.scheduler_address)
+    ranges = [q.headers.get("Range", "") for q in archive.requests
+              if q.host == "content" and "/blobs/" in q.path]
+    assert any(r.startswith("bytes=") and not r.startswith("bytes=0-") for r in ranges), ranges
+    download(url, tmp_path / "local", quiet=True)
+    assert snapshot(out) == snapshot(tmp_path / "local")
+    assert state_rows(out) == state_rows(tmp_path / "local")
+    assert not [p for p in out.rglob("*") if "dandiget-part" in p.name]

@@ -22,6 +22,7 @@ import os
 import pickle
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ BATCH_WAIT = 0.02
 TASK_CONCURRENCY = 32
 #: Tasks in flight per worker thread (one queued behind each running one).
 TASKS_PER_THREAD = 2
+#: Seconds between a task's progress messages (bytes per unit since the last one).
+PROGRESS_EVERY = 0.5
 
 
 def _import_distributed() -> Any:
@@ -80,7 +83,7 @@ _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_GUARD = threading.Lock()
 _CONTEXTS: dict[bytes, WorkerContext] = {}
 #: What this worker process ran (units, of which ranges of a split file): for monitoring.
-STATS = {"units": 0, "ranges": 0}
+STATS = {"units": 0, "ranges": 0, "running": 0}
 
 
 def _worker_loop() -> asyncio.AbstractEventLoop:
@@ -143,13 +146,35 @@ class _Counter:
         pass
 
 
-async def _run_batch(batch: Batch, settings: WorkerSettings) -> list[Result]:
+def unit_key(unit: Unit) -> str:
+    """A unit's name in progress messages (the ranges of one file are told apart)."""
+    return f"{unit.rec}#{unit.first}" if isinstance(unit, RangeUnit) else unit.rec
+
+
+async def _report_progress(counters: dict[str, _Counter],
+                           report: Callable[[dict[str, int]], None]) -> None:
+    """Every PROGRESS_EVERY seconds, one message with the bytes each unit moved since."""
+    sent: dict[str, int] = {}
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY)
+        deltas = {k: c.n - sent.get(k, 0) for k, c in counters.items()
+                  if c.n != sent.get(k, 0)}
+        if deltas:
+            sent.update({k: counters[k].n for k in deltas})
+            report(deltas)
+
+
+async def _run_batch(batch: Batch, settings: WorkerSettings,
+                     report: Callable[[dict[str, int]], None] | None = None) -> list[Result]:
     ctx = await _worker_context(settings)
     gate = asyncio.Semaphore(max(1, settings.concurrency))
+    counters: dict[str, _Counter] = {}
+    reporter = (asyncio.ensure_future(_report_progress(counters, report))
+                if report is not None else None)
 
     async def one(unit: Unit) -> Result:
         async with gate:
-            counter = _Counter()
+            counter = counters[unit_key(unit)] = _Counter()
             try:
                 result = await run_unit(ctx, unit, counter)
             except UnitInterrupted as e:
@@ -164,13 +189,32 @@ async def _run_batch(batch: Batch, settings: WorkerSettings) -> list[Result]:
             STATS["ranges"] += isinstance(unit, RangeUnit)
             return replace(result, bytes=counter.n)
 
-    return list(await asyncio.gather(*(one(u) for u in batch.units)))
+    try:
+        return list(await asyncio.gather(*(one(u) for u in batch.units)))
+    finally:
+        if reporter is not None:
+            reporter.cancel()
 
 
-def run_batch(batch: Batch, settings: WorkerSettings) -> list[Result]:
-    """The Dask task: run a batch of units on this worker's loop."""
-    return asyncio.run_coroutine_threadsafe(_run_batch(batch, settings),
-                                            _worker_loop()).result()
+def run_batch(batch: Batch, settings: WorkerSettings, topic: str | None = None
+              ) -> list[Result]:
+    """The Dask task: run a batch of units on this worker's loop; progress goes to the
+    submitting process as worker events on ``topic``, a few a second per task."""
+    report = None
+    if topic is not None:
+        from distributed import get_worker
+
+        worker = get_worker()
+
+        def report(deltas: dict[str, int]) -> None:  # from our loop: hand to the worker's
+            worker.loop.add_callback(worker.log_event, topic, deltas)
+
+    STATS["running"] += 1
+    try:
+        return asyncio.run_coroutine_threadsafe(_run_batch(batch, settings, report),
+                                                _worker_loop()).result()
+    finally:
+        STATS["running"] -= 1
 
 
 def sees_file(path: str) -> bool:
@@ -194,6 +238,11 @@ class DaskExecutor:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._token_apis: set[str] = set()
+        #: unit key -> [its meter, bytes already reported by progress messages]
+        self._live: dict[str, list[Any]] = {}
+        self.topic = f"dandiget-progress-{uuid.uuid4().hex}"
+        if client is not None:
+            client.subscribe_topic(self.topic, self._on_progress)
         #: Worker threads when the run started (the ranges of a large file spread over them).
         self.threads = max(1, threads)
 
@@ -265,7 +314,9 @@ class DaskExecutor:
         probe = out / f".dandiget-probe-{uuid.uuid4().hex}"
         try:
             probe.write_bytes(b"")
-            seen = await self.client.run(sees_file, str(probe))
+            # a worker lost meanwhile answers with an error: it writes nothing either
+            answers = await self.client.run(sees_file, str(probe), on_error="return")
+            seen = {w: ok for w, ok in answers.items() if isinstance(ok, bool)}
         finally:
             probe.unlink(missing_ok=True)
             for d in created:
@@ -291,7 +342,31 @@ class DaskExecutor:
         await self.client.register_plugin(TokenPlugin({instance.api: token}),
                                           name=f"dandiget-token-{len(self._token_apis)}")
 
+    def _on_progress(self, event: tuple[float, dict[str, int]]) -> None:
+        for key, n in event[1].items():
+            live = self._live.get(key)
+            if live is not None:
+                live[0].add(n)
+                live[1] += n
+
     async def run(self, unit: Unit, meter: Meter) -> Result:
+        key = unit_key(unit)
+        live = self._live[key] = [meter, 0]
+        try:
+            result = await self._submit(unit)
+        finally:
+            del self._live[key]
+        if result.bytes > live[1]:
+            meter.add(result.bytes - live[1])
+        if not result.ok:
+            if result.fatal:
+                from ..space import NotEnoughSpace
+
+                raise NotEnoughSpace(result.error)
+            raise UnitFailed(result.error, result.error_type)
+        return result
+
+    async def _submit(self, unit: Unit) -> Result:
         fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         if isinstance(unit, RangeUnit):  # large: a task of its own, to spread over workers
             self._start(self._ship([(unit, fut)]))
@@ -301,16 +376,7 @@ class DaskExecutor:
             self._flush()
         elif self._pending and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(BATCH_WAIT, self._flush)
-        result = await fut
-        if result.bytes:
-            meter.add(result.bytes)
-        if not result.ok:
-            if result.fatal:
-                from ..space import NotEnoughSpace
-
-                raise NotEnoughSpace(result.error)
-            raise UnitFailed(result.error, result.error_type)
-        return result
+        return await fut
 
     def _flush(self) -> None:
         if self._timer is not None:
@@ -329,7 +395,7 @@ class DaskExecutor:
     async def _ship(self, chunk: list[tuple[Unit, asyncio.Future[Result]]]) -> None:
         batch = Batch(tuple(u for u, _ in chunk))
         try:
-            future = self.client.submit(run_batch, batch, self.settings, pure=False,
+            future = self.client.submit(run_batch, batch, self.settings, self.topic, pure=False,
                                         key=f"dandiget-batch-{uuid.uuid4().hex}")
             results = await future
         except BaseException as e:
@@ -346,6 +412,7 @@ class DaskExecutor:
                 fut.set_result(result)
 
     async def close(self) -> None:
+        self.client.unsubscribe_topic(self.topic)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
