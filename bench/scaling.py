@@ -51,7 +51,16 @@ import charts as charts_mod
 import corpus
 import netns
 from measure import run_measured
-from servers import REGISTRY, archive_python, free_port, start_archive, start_nginx, wait_port
+from servers import (
+    REGISTRY,
+    archive_python,
+    ensure_packages,
+    free_port,
+    nginx_binary,
+    start_archive,
+    start_nginx,
+    wait_port,
+)
 from verify import verify_tree
 
 BENCH = Path(__file__).resolve().parent
@@ -406,6 +415,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "~/.cache/dandiget-bench)")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="where the output folder goes (default $TMPDIR)")
+    ap.add_argument("--no-install", action="store_true",
+                    help="do not apt-get install nginx when it is missing")
     args = ap.parse_args(argv)
     args.kind = "scaling-smoke" if args.smoke else "scaling"
     args.workers = args.workers or ("1,2" if args.smoke else "1,2,4")
@@ -454,7 +465,12 @@ def main(argv: list[str] | None = None) -> int:
     if not configs:
         print("nothing to run", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.no_install:
+        ensure_packages({"nginx": "nginx"})
+    if nginx_binary() is None:
+        print("nginx is not installed (apt-get install nginx)", file=sys.stderr)
+        return 2
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)
 
     def on_term(*_: object) -> None:
         raise KeyboardInterrupt
@@ -482,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             qdiscs = nodes.qdiscs()
         host = netns.SERVICE_ADDR if not no_dask else "127.0.0.1"
         nginx = start_nginx(Path(prepared["corpus"]), "loopback", host=host)
-        archive = start_archive(args.kind, args.cache, nginx.url, args.out / "archive.log",
+        archive = start_archive(args.kind, args.cache, nginx.url, args.out / "logs" / "archive.log",
                                 host=host)
         print(f"API {archive.api_url}, content {nginx.url}", flush=True)
         work = REGISTRY.tempdir("dandiget-scaling-", args.workdir)

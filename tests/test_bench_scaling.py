@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -70,13 +69,15 @@ def _wait_gone(marker: str, timeout: float = 30) -> list[str]:
 
 
 @needs_netns
-@pytest.mark.skipif(shutil.which("nginx") is None and shutil.which("/usr/sbin/nginx") is None,
-                    reason="nginx is not installed (bench/run.py installs it with apt-get)")
 def test_a_node_is_capped_and_cannot_reach_out(tmp_path: Path) -> None:
     """The cap is what makes N namespaces N nodes: without it the scaling numbers would
     measure nothing. 4 MiB at 40 Mbit/s (5 MB/s) must take ~0.8 s; from the root namespace
     the same file is not capped; and a node has no route off the machine."""
     import servers
+
+    have = servers.ensure_packages({"nginx": "nginx", "curl": "curl"})  # as scaling.py does
+    if not all(have.values()) or servers.nginx_binary() is None:
+        pytest.skip(f"cannot install what this test needs: {have}")
 
     data = os.urandom(4 << 20)
     (tmp_path / "www").mkdir()
