@@ -156,6 +156,13 @@ def test_smoke_run_scales_and_cleans_up(tmp_path: Path) -> None:
     for c in ("large", "zarr"):
         for config in ("local", "dask-1", "dask-2"):
             assert (c, config) in configs
+    # The bytes went through the workers' capped links, not the coordinator's: a Dask run
+    # cannot beat N x 25 MB/s (plus the token bucket's burst), while the uncapped local run
+    # of the large files does (it is measured in the same run, as the control).
+    for r in data["runs"]:
+        if r["config"].startswith("dask-"):
+            assert r["bytes"] / r["wall"] / 1e6 < 25 * r["workers"] * 1.3, r
+    assert (out / "logs" / "large-dask-1-r1.cmd").read_text().count("--dask tcp://") == 1
     assert data["meta"]["seed"] == 7 and data["meta"]["orders"]
     assert any("rate 200Mbit" in q for q in data["meta"]["qdiscs"])
     assert (out / "scaling.png").stat().st_size > 10_000
