@@ -70,12 +70,33 @@ def assert_same_as_local(url: str, tmp_path: Path, dask: Any) -> None:
     assert state_rows(remote) == state_rows(local)
     assert state_rows(remote)[0]  # something was recorded
     assert not [p for p in remote.rglob("*") if "dandiget-part" in p.name]
+    assert not list((remote / ".dandiget").glob("probe-*"))  # the run's probe is gone
 
 
 def test_blobs_and_zarr_equal_the_local_run(text_archive, cluster, tmp_path) -> None:
     spec_url = f"{text_archive.api_url}/dandisets"
     assert_same_as_local(f"{spec_url}/000001/", tmp_path / "blobs", cluster.scheduler_address)
     assert_same_as_local(f"{spec_url}/000002/", tmp_path / "zarr", cluster.scheduler_address)
+
+
+def test_events_equal_the_local_run(text_archive, client, tmp_path) -> None:
+    """Per file, the same events in the same order (progress aside: its rate differs)."""
+    from dandiget.events import Progress, Totals, ZarrUpdate
+
+    def events_of(out: Path, **kw: Any) -> dict[str, list[str]]:
+        seen: list[Any] = []
+        for ds in ("000001", "000002"):
+            download(f"{text_archive.api_url}/dandisets/{ds}/", out, quiet=True,
+                     listeners=[seen.append], **kw)
+        per: dict[str, list[str]] = {}
+        for e in seen:
+            if not isinstance(e, (Progress, Totals, ZarrUpdate)):
+                per.setdefault(e.path, []).append(type(e).__name__)
+        return per
+
+    local = events_of(tmp_path / "local")
+    assert events_of(tmp_path / "dask", dask=client) == local  # a Client works as well
+    assert "Verified" in local["000001/file.txt"]
 
 
 def test_many_entries_zarr_in_batches(archive_factory, cluster, client, tmp_path) -> None:
@@ -156,8 +177,8 @@ def test_worker_killed_mid_file(archive_factory, cluster, client, tmp_path) -> N
 
 
 def test_embargoed_data_token_reaches_workers_only_by_plugin(archive_factory, cluster,
-                                                            dandi_register, monkeypatch,
-                                                            tmp_path) -> None:
+                                                            client, dandi_register,
+                                                            monkeypatch, tmp_path) -> None:
     token = "d" * 40
     archive = archive_factory(ArchiveSpec(
         dandisets=[DandisetSpec(identifier="000033", embargoed=True, owners=["alice"],
@@ -175,6 +196,14 @@ def test_embargoed_data_token_reaches_workers_only_by_plugin(archive_factory, cl
     from dandiget.executors.dask_plugins import TokenPlugin
 
     assert token not in repr(TokenPlugin({archive.api_url: token}))
+    # after the run, no worker holds the token any more
+    assert not any(client.run(_tokens).values())
+
+
+def _tokens() -> dict[str, str]:
+    from dandiget.executors import dask as ex
+
+    return dict(ex._TOKENS)
 
 
 @pytest.fixture
@@ -199,6 +228,23 @@ def blind_worker(tmp_path: Path) -> Iterator[tuple[Any, Path]]:
         finally:
             proc.kill()
             proc.wait()
+
+
+def test_a_worker_joining_later_checks_the_probe(client, tmp_path) -> None:
+    """The probe stays for the run: a task on a worker that cannot see it writes nothing."""
+    from dandiget.config import TransferConfig
+    from dandiget.executors.dask import NotShared, WorkerSettings, run_batch
+    from dandiget.units import Batch
+
+    settings = WorkerSettings(TransferConfig())
+    probe = tmp_path / ".dandiget" / "probe-x"
+    probe.parent.mkdir()
+    probe.write_bytes(b"")
+    assert client.submit(run_batch, Batch(()), settings, None, str(probe),
+                         pure=False).result()[1] == []
+    probe.unlink()
+    with pytest.raises(NotShared, match=str(tmp_path)):
+        client.submit(run_batch, Batch(()), settings, None, str(probe), pure=False).result()
 
 
 def test_unshared_output_folder_is_refused(text_archive, blind_worker) -> None:
@@ -276,3 +322,131 @@ def test_coordinator_killed_then_rerun_resumes(archive_factory, cluster, client,
     assert snapshot(out) == snapshot(tmp_path / "local")
     assert state_rows(out) == state_rows(tmp_path / "local")
     assert not [p for p in out.rglob("*") if "dandiget-part" in p.name]
+
+
+def test_a_unit_failing_on_a_worker_is_reported_not_lost(archive_factory, client,
+                                                         tmp_path) -> None:
+    from dandiget.config import TransferConfig
+    from dandiget.errors import DownloadFailed
+    from dandiget.retry import RetryPolicy
+
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000036", assets=[BlobSpec(path="ok.txt", content=b"fine"),
+                                     BlobSpec(path="gone.bin", size=3 * MiB, seed=4)])]))
+    cfg = TransferConfig(retry=RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02))
+    url = f"{archive.api_url}/dandisets/000036/"
+    reports = {}
+    for name, kw in (("local", {}), ("dask", {"dask": client})):
+        archive.clear_faults()
+        archive.inject(r"/blobs/", host="content", status=500)  # every blob, every time
+        with pytest.raises(DownloadFailed) as exc:
+            download(url, tmp_path / name, quiet=True, config=cfg, **kw)
+        reports[name] = exc.value.report
+    for name, report in reports.items():
+        assert {o.path for o in report.errors} == {"000036/gone.bin", "000036/ok.txt"}, name
+    assert (sorted((o.path, o.message) for o in reports["dask"].errors)
+            == sorted((o.path, o.message) for o in reports["local"].errors))
+
+
+def test_local_rerun_resumes_the_parts_workers_finished(archive_factory, cluster, client,
+                                                        tmp_path) -> None:
+    """A file split over workers, its coordinator and busy worker killed mid-way: a local
+    rerun takes over the parts the workers journalled instead of fetching them again."""
+    from .conftest import wait_until
+
+    size = 130 * MiB  # parts: [0, 64 MiB), [64, 128 MiB), [128, 130 MiB)
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(
+        identifier="000037", assets=[BlobSpec(path="big.bin", size=size, seed=13)])]))
+    url = f"{archive.api_url}/dandisets/000037/"
+    pause = archive.inject(r"/blobs/", host="content", pause_at=65 * MiB)  # in part 1 only
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "DANDIGET_DASK": cluster.scheduler_address}
+    proc = subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
+                             str(out), "-f", "json"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        assert pause.wait_paused(timeout=60)
+        wait_until(lambda: any('"0"' in p.read_text() for p in out.rglob("*.r0.json")),
+                   "part 0 journalled by its worker")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    busy = [w for w, n in client.run(_running).items() if n]
+    pids = client.run(os.getpid)
+    for w in busy:
+        os.kill(pids[w], signal.SIGKILL)
+    pause.remove()
+    wait_until(lambda: not set(busy) & set(client.scheduler_info()["workers"]), "workers gone")
+    client.wait_for_workers(2, timeout=60)
+    archive.clear_requests()
+    report = download(url, out, quiet=True)  # locally, this time
+    assert report.ok and report.bytes_downloaded == size  # big.bin (dandiset.yaml was there)
+    fetched = 0
+    for q in archive.requests:
+        if q.host == "content" and "/blobs/" in q.path:
+            a, b = q.headers["Range"].removeprefix("bytes=").split("-")
+            fetched += int(b) - int(a) + 1
+    assert 0 < fetched <= size - 64 * MiB  # part 0 was not fetched again
+    assert not [p for p in out.rglob("*") if "dandiget-part" in p.name]
+
+
+def _failed_units() -> int:
+    from dandiget.executors import dask as ex
+
+    return ex.STATS["failed"]
+
+
+@pytest.fixture
+def cut_off_worker() -> Iterator[Any]:
+    """A cluster whose second worker lives in its own network namespace: it reaches the
+    scheduler over a veth pair, but this host's 127.0.0.1 — where the test archive's
+    content host listens — is not its loopback. It really cannot reach the content."""
+    ns, a, b = f"dg{os.getpid() % 10000}", f"dg{os.getpid() % 10000}a", f"dg{os.getpid() % 10000}b"
+    setup = [["ip", "netns", "add", ns], ["ip", "link", "add", a, "type", "veth", "peer",
+                                             "name", b],
+             ["ip", "link", "set", b, "netns", ns], ["ip", "addr", "add", "10.231.7.1/24",
+                                                     "dev", a],
+             ["ip", "link", "set", a, "up"],
+             ["ip", "netns", "exec", ns, "ip", "addr", "add", "10.231.7.2/24", "dev", b],
+             ["ip", "netns", "exec", ns, "ip", "link", "set", b, "up"],
+             ["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"]]
+    try:
+        for cmd in setup:
+            if subprocess.run(cmd, capture_output=True).returncode != 0:
+                pytest.skip("cannot make a network namespace here")
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                      host="0.0.0.0", dashboard_address=":0") as c:
+            port = c.scheduler_address.rsplit(":", 1)[1]
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-m",
+                 "distributed.cli.dask_worker", f"tcp://10.231.7.1:{port}", "--host",
+                 "10.231.7.2", "--nthreads", "1", "--no-nanny", "--no-dashboard"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                with distributed.Client(f"tcp://127.0.0.1:{port}") as client:
+                    client.wait_for_workers(2, timeout=60)
+                    far = [w for w in client.nthreads() if "10.231.7.2" in w]
+                    assert len(far) == 1
+                    yield client, far[0]
+            finally:
+                proc.kill()
+                proc.wait()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["ip", "link", "del", a], capture_output=True)
+
+
+def test_units_of_a_worker_cut_off_from_the_content_go_elsewhere(archive_factory,
+                                                                 cut_off_worker,
+                                                                 tmp_path) -> None:
+    client, far = cut_off_worker
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec.generated(
+        "000038", 400, size=256)]))
+    url = f"{archive.api_url}/dandisets/000038/"
+    address = client.scheduler.address
+    report = download(url, tmp_path / "dask", quiet=True, dask=address)
+    assert report.ok and report.files_downloaded == 401
+    assert client.run(_failed_units)[far] > 0  # it did get units, and could not fetch them
+    download(url, tmp_path / "local", quiet=True)
+    assert snapshot(tmp_path / "dask") == snapshot(tmp_path / "local")

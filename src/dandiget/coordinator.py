@@ -37,7 +37,7 @@ from .report import DownloadReport, FileOutcome
 from .resolve import ParsedURL, URLKind, relative_download_path
 from .space import NotEnoughSpace, SpaceCheck, bytes_under
 from .state import FileRow, LocalState, OutputLock
-from .transfer import Meter, RefusalMemo, Transferer, range_journal_of
+from .transfer import Meter, RefusalMemo, Transferer, discard, range_journal_of
 from .units import Fetch, FileUnit, RangeUnit, Result, Unit
 
 log = logging.getLogger("dandiget")
@@ -353,6 +353,6 @@ class Coordinator:
 
 
 def _discard_ranges(temp: Path, ranges: list[tuple[int, int]]) -> None:
-    temp.unlink(missing_ok=True)
+    discard(temp)  # and a journal a single-process run left
     for first, _last in ranges:
         range_journal_of(temp, first).unlink(missing_ok=True)

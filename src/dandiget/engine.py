@@ -1,9 +1,10 @@
-"""The engine: resolve -> list -> plan -> transfer -> verify -> commit -> report.
+"""The engine: resolve -> list -> plan -> units -> executor -> results -> report.
 
 It emits typed events (``events.py``) and fills a :class:`DownloadReport`; it never prints.
-Each selected asset is an independent work unit, pulled from a bounded queue by ``jobs``
-workers while the listing is still streaming in. All HTTP goes through one aiohttp session
-whose connector is the run's single connection budget.
+Each selected asset is planned as it is listed (a bounded queue drained by ``jobs``
+workers), and what must be fetched becomes a work unit (units.py) that an executor runs —
+here, on this run's one aiohttp session, or on a Dask cluster (``--dask``). What the units
+return is recorded by the coordinator (coordinator.py), which the engine extends.
 """
 
 from __future__ import annotations

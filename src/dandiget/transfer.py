@@ -28,6 +28,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -456,6 +457,8 @@ class Transferer:
         parts = etag_parts(size)
         journal_path = journal_of(temp)
         journal = _load_journal(journal_path, size) if temp.exists() else None
+        if journal is None and temp.exists():  # left by ranges on other processes?
+            journal = _adopt_range_journals(temp, size, journal_path)
         done: dict[int, str] = dict(journal.parts) if journal else {}
         spans: dict[int, int] = dict(journal.spans) if journal else {}
         fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o644)
@@ -505,9 +508,12 @@ class Transferer:
         """
         parts = etag_parts(size)[first:last + 1]
         journal_path = range_journal_of(temp, first)
-        journal = _load_journal(journal_path, size) if temp.exists() else None
-        done: dict[int, str] = {i: d for i, d in (journal.parts if journal else {}).items()
-                                if first <= i <= last}
+        done: dict[int, str] = {}
+        if temp.exists():  # this range's own journal, or one of a single-process run
+            for path in (journal_path, journal_of(temp)):
+                journal = _load_journal(path, size)
+                if journal is not None:
+                    done.update((i, d) for i, d in journal.parts.items() if first <= i <= last)
         if done:
             meter.resumed(sum(p.length for p in parts if p.index in done))
         fd = os.open(temp, os.O_RDWR | os.O_CREAT, 0o644)
@@ -821,6 +827,23 @@ def _load_journal(path: Path, size: int) -> _Journal | None:
                         {int(k): int(v) for k, v in data.get("spans", {}).items()})
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _adopt_range_journals(temp: Path, size: int, journal_path: Path) -> _Journal | None:
+    """The finished parts that ranges run by other processes journalled (fetch_parts),
+    merged into this file's own journal (the range journals are removed)."""
+    found = list(temp.parent.glob(f"{glob_escape(temp.name)}.r*.json"))
+    parts: dict[int, str] = {}
+    for path in found:
+        journal = _load_journal(path, size)
+        if journal is not None:
+            parts.update(journal.parts)
+    if not parts:
+        return None
+    _save_journal(journal_path, size, parts, {})
+    for path in found:
+        path.unlink(missing_ok=True)
+    return _Journal(parts, {})
 
 
 def _save_journal(path: Path, size: int, done: dict[int, str], spans: dict[int, int]) -> None:

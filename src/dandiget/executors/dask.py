@@ -10,8 +10,11 @@ which :meth:`DaskExecutor.check_output` proves before the first byte.
 
 A worker that dies mid-task (even SIGKILL) loses nothing: Dask runs the task again on
 another worker, where units resume from their temporary files (or start over); no file
-reaches its final path unverified. The API token, when the run needs one, reaches workers
-once, in a worker plugin whose repr hides it — never in a task, its key or its arguments.
+reaches its final path unverified. Units a worker cannot connect for (its network cannot
+reach the content host) go to another worker. The API token, when the run needs one,
+reaches workers once, in a worker plugin whose repr hides it — never in a task, its key or
+its arguments — and is withdrawn when the run ends. Progress comes back as worker events,
+one per task every PROGRESS_EVERY seconds, never one per chunk.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from .. import __version__
 from ..config import TransferConfig
 from ..errors import DandigetError
 from ..instances import Instance
+from ..state import STATE_DIR
 from ..transfer import Meter, Transferer
 from ..units import Batch, RangeUnit, Result, Unit
 from .work import UnitInterrupted, WorkerContext, run_unit
@@ -48,6 +52,8 @@ BATCH_WAIT = 0.02
 TASK_CONCURRENCY = 32
 #: Tasks in flight per worker thread (one queued behind each running one).
 TASKS_PER_THREAD = 2
+#: Workers a unit that cannot connect is tried on before its error is reported.
+MAX_WORKERS_TRIED = 3
 #: Seconds between a task's progress messages (bytes per unit since the last one).
 PROGRESS_EVERY = 0.5
 
@@ -68,6 +74,16 @@ class UnitFailed(DandigetError):
         self.error_type = error_type
 
 
+class NotShared(DandigetError):
+    """The output folder is not the same folder on every worker."""
+
+    def __init__(self, out: Path, detail: str):
+        super().__init__(
+            f"The output folder {out} is not shared with the Dask workers: {detail}. "
+            "Workers write straight into it: use a folder on a filesystem every worker "
+            "mounts at the same path.")
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """What a worker needs to build its context: no token (see :class:`TokenPlugin`)."""
@@ -79,11 +95,13 @@ class WorkerSettings:
 # ---------------------------------------------------------------------- the worker side
 
 _TOKENS: dict[str, str] = {}
+#: APIs a run shipped a token for (TokenPlugin): their clients follow ``_TOKENS``.
+_SHIPPED: set[str] = set()
 _LOOP: asyncio.AbstractEventLoop | None = None
 _LOOP_GUARD = threading.Lock()
 _CONTEXTS: dict[bytes, WorkerContext] = {}
 #: What this worker process ran (units, of which ranges of a split file): for monitoring.
-STATS = {"units": 0, "ranges": 0, "running": 0}
+STATS = {"units": 0, "ranges": 0, "running": 0, "failed": 0}
 
 
 def _worker_loop() -> asyncio.AbstractEventLoop:
@@ -120,8 +138,9 @@ async def _worker_context(settings: WorkerSettings) -> WorkerContext:
             client = clients.get(instance)
             if client is None:
                 client = clients[instance] = ApiClient(
-                    instance, session, requester=transferer.requester,
-                    token=_TOKENS.get(instance.api))
+                    instance, session, requester=transferer.requester)
+            if instance.api in _SHIPPED:  # the shipping run's token; none once it ended
+                client.token = _TOKENS.get(instance.api)
             return client
 
         ctx = _CONTEXTS[key] = WorkerContext(transferer, client_for)
@@ -182,6 +201,7 @@ async def _run_batch(batch: Batch, settings: WorkerSettings,
             except Exception as e:  # reported per unit; the others go on
                 from ..space import NotEnoughSpace
 
+                STATS["failed"] += 1
                 return Result(unit.rec, bytes=counter.n, error=str(e) or type(e).__name__,
                               error_type=type(e).__name__,
                               fatal=isinstance(e, NotEnoughSpace))
@@ -196,23 +216,25 @@ async def _run_batch(batch: Batch, settings: WorkerSettings,
             reporter.cancel()
 
 
-def run_batch(batch: Batch, settings: WorkerSettings, topic: str | None = None
-              ) -> list[Result]:
+def run_batch(batch: Batch, settings: WorkerSettings, topic: str | None = None,
+              probe: str | None = None) -> tuple[str, list[Result]]:
     """The Dask task: run a batch of units on this worker's loop; progress goes to the
-    submitting process as worker events on ``topic``, a few a second per task."""
+    submitting process as worker events on ``topic``, a few a second per task. A worker
+    that does not see the run's ``probe`` (it joined after the check) writes nothing."""
+    if probe is not None and not os.path.isfile(probe):
+        raise NotShared(Path(probe).parent.parent, "a worker that joined the run cannot see it")
+    from distributed import get_worker
+
+    worker = get_worker()
     report = None
     if topic is not None:
-        from distributed import get_worker
-
-        worker = get_worker()
-
         def report(deltas: dict[str, int]) -> None:  # from our loop: hand to the worker's
             worker.loop.add_callback(worker.log_event, topic, deltas)
 
     STATS["running"] += 1
     try:
-        return asyncio.run_coroutine_threadsafe(_run_batch(batch, settings, report),
-                                                _worker_loop()).result()
+        return worker.address, asyncio.run_coroutine_threadsafe(
+            _run_batch(batch, settings, report), _worker_loop()).result()
     finally:
         STATS["running"] -= 1
 
@@ -238,9 +260,13 @@ class DaskExecutor:
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._token_apis: set[str] = set()
+        self._token_plugins: list[str] = []
         #: unit key -> [its meter, bytes already reported by progress messages]
         self._live: dict[str, list[Any]] = {}
         self.topic = f"dandiget-progress-{uuid.uuid4().hex}"
+        #: The shared-folder probe (check_output) and the folders made for it.
+        self.probe: Path | None = None
+        self._created: list[Path] = []
         if client is not None:
             client.subscribe_topic(self.topic, self._on_progress)
         #: Worker threads when the run started (the ranges of a large file spread over them).
@@ -302,35 +328,35 @@ class DaskExecutor:
     async def check_output(self, out: Path) -> None:
         """Every worker must see a probe file written here, before a byte is written.
 
-        The folder is created for the probe only if it did not exist, and removed again,
-        so a failed check leaves nothing behind.
+        The probe stays for the run: a worker that joins later (an adaptive cluster) checks
+        it before each task. The folder is created for it only if it did not exist, and
+        removed again when nothing else was written, so a failed run leaves nothing behind.
         """
-        created = []
-        probe_dir = out
+        folder = out / STATE_DIR  # hidden state: a killed run's probe is out of the tree
+        probe_dir = folder
         while not probe_dir.exists():
-            created.append(probe_dir)
+            self._created.append(probe_dir)
             probe_dir = probe_dir.parent
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".dandiget-probe-{uuid.uuid4().hex}"
-        try:
-            probe.write_bytes(b"")
-            # a worker lost meanwhile answers with an error: it writes nothing either
-            answers = await self.client.run(sees_file, str(probe), on_error="return")
-            seen = {w: ok for w, ok in answers.items() if isinstance(ok, bool)}
-        finally:
-            probe.unlink(missing_ok=True)
-            for d in created:
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = self.probe = folder / f"probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        # a worker lost meanwhile answers with an error: it writes nothing either
+        answers = await self.client.run(sees_file, str(probe), on_error="return")
+        seen = {w: ok for w, ok in answers.items() if isinstance(ok, bool)}
         blind = sorted(w for w, ok in seen.items() if not ok)
         if blind:
-            raise DandigetError(
-                f"The output folder {out} is not shared with the Dask workers: "
-                f"{len(blind)} of {len(seen)} worker(s) cannot see it ({', '.join(blind)}). "
-                "Workers write straight into it: use a folder on a filesystem every worker "
-                "mounts at the same path.")
+            raise NotShared(out, f"{len(blind)} of {len(seen)} worker(s) cannot see it "
+                                 f"({', '.join(blind)})")
+
+    def _remove_probe(self) -> None:
+        if self.probe is not None:
+            self.probe.unlink(missing_ok=True)
+            self.probe = None
+        for d in self._created:
+            try:
+                d.rmdir()  # only when the run wrote nothing there
+            except OSError:
+                break
 
     async def share_token(self, instance: Instance, token: str | None) -> None:
         """Hand the API token to the workers once (only runs that need it call this)."""
@@ -339,8 +365,9 @@ class DaskExecutor:
         self._token_apis.add(instance.api)
         from .dask_plugins import TokenPlugin
 
-        await self.client.register_plugin(TokenPlugin({instance.api: token}),
-                                          name=f"dandiget-token-{len(self._token_apis)}")
+        name = f"dandiget-token-{self.topic[-12:]}-{len(self._token_apis)}"
+        self._token_plugins.append(name)
+        await self.client.register_plugin(TokenPlugin({instance.api: token}), name=name)
 
     def _on_progress(self, event: tuple[float, dict[str, int]]) -> None:
         for key, n in event[1].items():
@@ -364,6 +391,9 @@ class DaskExecutor:
 
                 raise NotEnoughSpace(result.error)
             raise UnitFailed(result.error, result.error_type)
+        verified = getattr(meter, "verified", None)
+        if verified is not None and not isinstance(unit, RangeUnit):
+            verified()  # the events a local run emits between the last byte and the rename
         return result
 
     async def _submit(self, unit: Unit) -> Result:
@@ -392,12 +422,20 @@ class DaskExecutor:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _ship(self, chunk: list[tuple[Unit, asyncio.Future[Result]]]) -> None:
+    async def _ship(self, chunk: list[tuple[Unit, asyncio.Future[Result]]],
+                    tried: frozenset[str] = frozenset()) -> None:
+        """Run a batch as one task. Units its worker could not connect for go to a worker
+        that has not tried them; their error is reported once no such worker is left."""
         batch = Batch(tuple(u for u, _ in chunk))
         try:
-            future = self.client.submit(run_batch, batch, self.settings, self.topic, pure=False,
-                                        key=f"dandiget-batch-{uuid.uuid4().hex}")
-            results = await future
+            others = [w for w in await self.client.nthreads() if w not in tried]
+            future = self.client.submit(run_batch, batch, self.settings, self.topic,
+                                        str(self.probe) if self.probe else None, pure=False,
+                                        key=f"dandiget-batch-{uuid.uuid4().hex}",
+                                        workers=others if tried else None,
+                                        allow_other_workers=False)
+            worker, results = await future
+            others = [w for w in await self.client.nthreads() if w not in tried | {worker}]
         except BaseException as e:
             for _, fut in chunk:
                 if not fut.done():
@@ -407,12 +445,26 @@ class DaskExecutor:
             if not isinstance(e, Exception):
                 raise
             return
-        for (_, fut), result in zip(chunk, results, strict=True):
-            if not fut.done():
+        again = []
+        for (unit, fut), result in zip(chunk, results, strict=True):
+            if (result.error_type == "ConnectError" and others
+                    and len(tried) + 1 < MAX_WORKERS_TRIED):
+                again.append((unit, fut))
+            elif not fut.done():
                 fut.set_result(result)
+        if again:
+            log.debug("%d unit(s) could not connect from %s: trying another worker",
+                      len(again), worker)
+            self._start(self._ship(again, tried | {worker}))
 
     async def close(self) -> None:
+        self._remove_probe()
         self.client.unsubscribe_topic(self.topic)
+        for name in self._token_plugins:  # the token does not outlive the run on the cluster
+            try:
+                await self.client.unregister_worker_plugin(name)
+            except Exception as e:  # a worker gone meanwhile: it took the token with it
+                log.debug("unregistering %s: %s", name, e)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

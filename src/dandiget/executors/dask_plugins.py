@@ -26,6 +26,7 @@ class TokenPlugin(WorkerPlugin):
 
     def setup(self, worker: Any = None) -> None:
         ex._TOKENS.update(self._tokens)
+        ex._SHIPPED.update(self._tokens)
 
     def teardown(self, worker: Any = None) -> None:
         for api in self._tokens:
