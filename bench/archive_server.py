@@ -146,7 +146,9 @@ def prepare_corpus(kind: str, cache: Path, archive: object, spec: object) -> Pat
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--kind", choices=sorted(corpus.KINDS), default="full")
+    ap.add_argument("--kind", choices=sorted(corpus.ALL_KINDS), default="full")
+    ap.add_argument("--host", default="127.0.0.1",
+                    help="address the API listens on (scaling.py: a veth address)")
     ap.add_argument("--cache", type=Path, required=True, help="where corpora are cached")
     ap.add_argument("--content-base", default=None,
                     help="URL of the server over the materialised corpus (default: the "
@@ -160,7 +162,7 @@ def main() -> int:
     from dandiget.testing import TestArchive
 
     spec = corpus.build_spec(args.kind)
-    archive = TestArchive(spec, content_base_url=args.content_base)
+    archive = TestArchive(spec, content_base_url=args.content_base, host=args.host)
     root = prepare_corpus(args.kind, args.cache, archive, spec)
     if args.api_cost != "none":
         counts = {ds.identifier: len(ds.assets) for ds in spec.dandisets}

@@ -83,23 +83,24 @@ class Registry:
 REGISTRY = Registry()
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20) -> None:
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 20,
+              host: str = "127.0.0.1") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode} before listening")
         with socket.socket() as s:
             s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
+            if s.connect_ex((host, port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
 # --------------------------------------------------------------------------- packages
@@ -169,7 +170,7 @@ http {{
     default_type application/octet-stream;
     etag on;
     server {{
-        listen 127.0.0.1:{port} reuseport backlog=4096;
+        listen {host}:{port} reuseport backlog=4096;
         root {root};
 {locations}
     }}
@@ -210,15 +211,18 @@ class Nginx:
     tmp: Path
     profile: str
     latency: bool
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
 
 def start_nginx(root: Path, profile: str, workers: int = 2, *, port: int | None = None,
-                locations: str | None = None, http_extra: str = "") -> Nginx:
-    """nginx over ``root`` on a free loopback port, in the foreground, as a child.
+                locations: str | None = None, http_extra: str = "",
+                host: str = "127.0.0.1") -> Nginx:
+    """nginx over ``root`` on a free port of ``host`` (loopback unless told), in the
+    foreground, as a child.
 
     ``port``: this one instead (a restart on the same address); ``locations`` and
     ``http_extra``: a ``server`` body and ``http``-level lines instead of the profile's
@@ -232,8 +236,8 @@ def start_nginx(root: Path, profile: str, workers: int = 2, *, port: int | None 
     if locations is None:
         locations = (LOCATIONS_LOOPBACK if profile == "loopback" else
                      LOCATIONS_S3LIKE if latency else LOCATIONS_S3LIKE_NO_LATENCY)
-    port = port or free_port()
-    conf = NGINX_CONF.format(http_extra=http_extra,
+    port = port or free_port(host)
+    conf = NGINX_CONF.format(http_extra=http_extra, host=host,
         load_module=f"load_module {ECHO_MODULE};" if latency else "",
         workers=workers, tmp=tmp, port=port, root=root, locations=locations,
         user="user root;" if os.geteuid() == 0 else "")
@@ -244,13 +248,13 @@ def start_nginx(root: Path, profile: str, workers: int = 2, *, port: int | None 
                           stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     log.close()
     try:
-        wait_port(port, proc)
+        wait_port(port, proc, host=host)
     except RuntimeError as e:
         err = (tmp / "error.log").read_text(errors="replace")[-2000:] if (
             tmp / "error.log").exists() else ""
         REGISTRY.stop(proc)
         raise RuntimeError(f"nginx did not start: {e}\n{err}") from None
-    return Nginx(proc, port, tmp, profile, latency)
+    return Nginx(proc, port, tmp, profile, latency, host)
 
 
 # --------------------------------------------------------------------------- archive
@@ -280,13 +284,14 @@ def archive_python() -> str:
 
 
 def start_archive(kind: str, cache: Path, content_base: str | None, log_path: Path,
-                  api_cost: str = "none", timeout: float = 1800) -> Archive:
+                  api_cost: str = "none", timeout: float = 1800,
+                  host: str = "127.0.0.1") -> Archive:
     """The archive launcher as a child; returns once it printed its URLs.
 
     ``api_cost="s3like"``: the API answers as slowly as the real one (``api_latency.py``).
     """
     cmd = [archive_python(), str(BENCH_DIR / "archive_server.py"), "--kind", kind,
-           "--cache", str(cache), "--api-cost", api_cost]
+           "--cache", str(cache), "--api-cost", api_cost, "--host", host]
     if content_base:
         cmd += ["--content-base", content_base]
     log = open(log_path, "ab")  # noqa: SIM115 - handed to the child
