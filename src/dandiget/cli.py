@@ -106,8 +106,9 @@ class DownloadKinds(click.ParamType):
 @click.option("--path-type", default="exact", show_default=True,
               type=click.Choice([p.value for p in PathType]),
               help="Whether paths in dandi:// and GUI URLs are exact or glob patterns.")
-@click.option("-J", "--jobs", "jobs", default="6", show_default=True, type=JobsParam(),
-              help="Assets downloaded at once, and optionally Zarr entries at once per Zarr.")
+@click.option("-J", "--jobs", "jobs", default=None, type=JobsParam(),
+              help="Assets downloaded at once, and optionally Zarr entries at once per Zarr. "
+                   "Default: found while running, from 6 up as long as it pays.")
 @click.option("--download", "download_kinds", default="all", show_default=True,
               type=DownloadKinds(),
               help="Comma-separated list of what to download: dandiset.yaml, assets, all.")
@@ -133,7 +134,7 @@ class DownloadKinds(click.ParamType):
                    "shared with every worker. Needs pip install 'dandiget[dask]'.")
 @click.argument("url", nargs=-1)
 def download(output_dir: str, existing: str, fmt: str, path_type: str,
-             jobs: tuple[int, int | None], download_kinds: set[str], preserve_tree: bool,
+             jobs: tuple[int, int | None] | None, download_kinds: set[str], preserve_tree: bool,
              sync: str | None, zarr_filters: tuple[str, ...], dandi_instance: str | None,
              dry_run: bool, ignore_free_space: bool, dask_address: str | None,
              url: tuple[str, ...]) -> None:
@@ -153,7 +154,7 @@ def download(output_dir: str, existing: str, fmt: str, path_type: str,
             urls, output_dir,
             existing=DownloadExisting(existing.lower()),
             format=DownloadFormat(fmt),
-            jobs=jobs[0], jobs_per_zarr=jobs[1],
+            jobs=jobs[0] if jobs else None, jobs_per_zarr=jobs[1] if jobs else None,
             get_metadata=get_all or "dandiset.yaml" in download_kinds or preserve_tree,
             get_assets=get_all or "assets" in download_kinds or preserve_tree,
             preserve_tree=preserve_tree,

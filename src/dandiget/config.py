@@ -16,12 +16,17 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+#: Assets in flight when ``-J`` is not given and the limit cannot adapt (a Dask executor,
+#: which has its own gate), and where the adaptive limit starts.
+DEFAULT_JOBS = 6
+
+
 @dataclass(frozen=True)
 class TransferConfig:
     """Concurrency, part sizes, timeouts and retries for one run."""
 
-    #: Assets transferred at once (``-J N``).
-    jobs: int = 6
+    #: Assets transferred at once (``-J N``); None: found while running (concurrency.py).
+    jobs: int | None = None
     #: Entries of one Zarr transferred at once (``-J N:M``); None means dandiget's default.
     jobs_per_zarr: int | None = None
     #: Upper bound on open HTTP connections across everything (one shared budget).

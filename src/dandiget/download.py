@@ -3,8 +3,9 @@
 Switching is one word: ``from dandi.download import download`` becomes
 ``from dandiget.download import download``. Same parameters and defaults, with two
 deliberate differences: ``download()`` returns a :class:`~dandiget.report.DownloadReport`
-instead of None (it still raises when anything failed), and ``jobs`` defaults to 6 as on the
-command line (dandi-cli's Python default of 1 was slower for no reason).
+instead of None (it still raises when anything failed), and ``jobs`` defaults to None as on the
+command line without ``-J``: a number of assets in flight that adapts to the servers, from 6
+up (concurrency.py; dandi-cli's Python default of 1 was slower for no reason).
 
 ``quiet=True`` prints nothing, for library code where the report is the output. It is not
 the default: ``download()`` is a drop-in for dandi-cli's, which always shows its progress
@@ -69,7 +70,7 @@ def _sync_mode(sync: bool | str | SyncMode | None) -> SyncMode | None:
     return SyncMode(str(sync))
 
 
-def build_options(*, existing: DownloadExisting | str = DownloadExisting.ERROR, jobs: int = 6,
+def build_options(*, existing: DownloadExisting | str = DownloadExisting.ERROR, jobs: int | None = None,
                   jobs_per_zarr: int | None = None, get_metadata: bool = True,
                   get_assets: bool = True, preserve_tree: bool = False,
                   sync: bool | str | SyncMode | None = False,
@@ -142,7 +143,7 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
 async def adownload(urls: Any, output_dir: str | Path, *,
                     format: DownloadFormat | str = DownloadFormat.PYOUT,
                     existing: DownloadExisting | str = DownloadExisting.ERROR,
-                    jobs: int = 6, jobs_per_zarr: int | None = None,
+                    jobs: int | None = None, jobs_per_zarr: int | None = None,
                     get_metadata: bool = True, get_assets: bool = True,
                     preserve_tree: bool = False,
                     sync: bool | str | SyncMode | None = False,
@@ -200,7 +201,7 @@ def _sync_prompt(renderer: object, ask: Any) -> Any:
 def download(urls: Any, output_dir: str | Path, *,
              format: DownloadFormat | str = DownloadFormat.PYOUT,
              existing: DownloadExisting | str = DownloadExisting.ERROR,
-             jobs: int = 6, jobs_per_zarr: int | None = None,
+             jobs: int | None = None, jobs_per_zarr: int | None = None,
              get_metadata: bool = True, get_assets: bool = True,
              preserve_tree: bool = False,
              sync: bool | str | SyncMode | None = False,

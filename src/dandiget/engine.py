@@ -23,6 +23,7 @@ import aiohttp
 from . import __version__
 from .api import ApiClient
 from .commit import prepare_parent, remove_path
+from .config import DEFAULT_JOBS
 from .coordinator import Coordinator, FileMeter, UrlJob
 from .dandiset_yaml import read_dandiset_yaml, write_dandiset_yaml
 from .digests import etag_parts, file_dandi_etag
@@ -239,10 +240,25 @@ class Engine(Coordinator):
         async def handle(item: dict[str, Any]) -> None:
             await self._process_asset(job, item)
 
-        jobs = max(1, self.options.jobs)
-        if not self.options.dry_run:
-            jobs = self.executor.concurrency(jobs)
-        await drain(self._listed(job), handle, workers=jobs, queue_size=max(2 * jobs, 16))
+        gate = None
+        if self.options.jobs is None and not self.options.dry_run:
+            gate = self.executor.adaptive(self._adaptive_sample)
+        if gate is not None:
+            jobs = gate.maximum
+        else:
+            jobs = max(1, self.options.jobs or DEFAULT_JOBS)
+            if not self.options.dry_run:
+                jobs = self.executor.concurrency(jobs)
+        await drain(self._listed(job), handle, workers=jobs, queue_size=max(2 * jobs, 16),
+                    gate=gate)
+        if gate is not None:
+            log.debug("assets in flight: at most %d; limits taken: %s; cut on errors %d "
+                      "times", gate.peak, gate.controller.history, gate.controller.backoffs)
+
+    def _adaptive_sample(self) -> tuple[int, int]:
+        """What the adaptive limit learns from: bytes moved so far, retries so far."""
+        retries = self.transferer.requester.retries if self.transferer is not None else 0
+        return self.report.bytes_transferred, retries
 
     async def _listed(self, job: UrlJob) -> AsyncIterator[dict[str, Any]]:
         """The URL's assets as they are listed, keeping the running totals up to date."""

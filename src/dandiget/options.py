@@ -52,7 +52,8 @@ class DownloadOptions:
     """What to download and how; the CLI and ``download()`` both build one."""
 
     existing: DownloadExisting = DownloadExisting.ERROR
-    jobs: int = 6
+    #: Assets at once (``-J N``); None: adaptive, starting at 6 (concurrency.py).
+    jobs: int | None = None
     jobs_per_zarr: int | None = None
     get_metadata: bool = True
     get_assets: bool = True

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:
+    from .concurrency import AdaptiveGate
 
 T = TypeVar("T")
 
 
 async def drain(items: AsyncIterator[T], handle: Callable[[T], Awaitable[None]], *,
-                workers: int, queue_size: int) -> None:
-    """Run ``handle`` on every item of ``items`` with ``workers`` concurrent handlers."""
+                workers: int, queue_size: int, gate: AdaptiveGate | None = None) -> None:
+    """Run ``handle`` on every item of ``items`` with ``workers`` concurrent handlers;
+    with a ``gate``, as many as it lets through at once (at most ``workers``)."""
     queue: asyncio.Queue[tuple[T] | None] = asyncio.Queue(maxsize=max(1, queue_size))
     listing_error: list[BaseException] = []
     n = max(1, workers)
@@ -34,7 +38,11 @@ async def drain(items: AsyncIterator[T], handle: Callable[[T], Awaitable[None]],
 
     async def work() -> None:
         while (slot := await queue.get()) is not None:
-            await handle(slot[0])
+            if gate is None:
+                await handle(slot[0])
+            else:
+                async with gate:
+                    await handle(slot[0])
 
     tasks = [asyncio.create_task(produce()), *(asyncio.create_task(work()) for _ in range(n))]
     try:

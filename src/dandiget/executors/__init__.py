@@ -7,11 +7,15 @@ workers of a Dask cluster.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..transfer import Meter
 from ..units import Result, Unit
+
+if TYPE_CHECKING:
+    from ..concurrency import AdaptiveGate
 
 
 class Executor(Protocol):
@@ -19,6 +23,10 @@ class Executor(Protocol):
 
     #: Units the planner should keep in flight per stream of work (assets, Zarr entries).
     def concurrency(self, default: int) -> int: ...
+
+    #: A gate whose limit on assets in flight adapts (``-J`` not given), or None to keep
+    #: ``concurrency(6)``. ``sample`` answers the run's bytes moved and retries so far.
+    def adaptive(self, sample: Callable[[], tuple[int, int]]) -> AdaptiveGate | None: ...
 
     #: Groups of dandi-etag parts ``(first, last)`` to run as separate units, or None to
     #: fetch a file of ``size`` bytes as one unit.

@@ -318,6 +318,9 @@ class DaskExecutor:
         # Enough units queued to fill a batch for every task in flight.
         return max(default, self.batch_units * self.threads * TASKS_PER_THREAD)
 
+    def adaptive(self, sample: Callable[[], tuple[int, int]]) -> None:
+        return None  # batches over a cluster: the fixed concurrency above keeps them full
+
     def ranges(self, size: int, n_parts: int) -> list[tuple[int, int]] | None:
         """A file of several parts spreads over the workers, a few parts a range."""
         if n_parts < 2:

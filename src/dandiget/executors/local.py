@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+from ..concurrency import AdaptiveGate, AdaptiveLimit
+from ..config import DEFAULT_JOBS
 from ..transfer import Meter
 from ..units import Result, Unit
 from .work import WorkerContext, run_unit
@@ -17,6 +20,12 @@ class LocalExecutor:
 
     def concurrency(self, default: int) -> int:
         return default
+
+    def adaptive(self, sample: Callable[[], tuple[int, int]]) -> AdaptiveGate | None:
+        """A limit on assets in flight that finds its own level (``-J`` not given),
+        within the one connection budget."""
+        cap = self.context.transferer.config.max_connections
+        return AdaptiveGate(AdaptiveLimit(initial=DEFAULT_JOBS, maximum=cap), sample)
 
     def ranges(self, size: int, n_parts: int) -> list[tuple[int, int]] | None:
         return None  # one process: the transferer's parallel parts are the faster shape
