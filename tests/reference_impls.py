@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from dandischema.digests.dandietag import DandiETag, PartGenerator
+from hypothesis import strategies as st
 from zarr_checksum.tree import ZarrChecksumTree
 
 MiB = 1 << 20
@@ -87,3 +88,14 @@ def golden_zarr() -> tuple[list[tuple[str, str, int]], str]:
     files = [(r["Key"], r["ETag"], r["Size"]) for r in listing["results"]]
     checksum = json.loads((GOLDEN / "api_zarr_ID.json").read_text())["checksum"]
     return files, checksum
+
+
+@st.composite
+def tiny_layouts(draw: st.DrawFn) -> tuple[int, int, int]:
+    """``(size, part size, max parts)``: any size, or one where the default part size needs
+    just about ``max_parts`` parts, where the two clauses of the rule meet."""
+    part_size, max_parts = draw(st.integers(1, 64)), draw(st.integers(1, 40))
+    size = draw(st.one_of(
+        st.integers(0, 4000),
+        st.integers(max(0, part_size * (max_parts - 1) - 1), part_size * max_parts + 1)))
+    return size, part_size, max_parts

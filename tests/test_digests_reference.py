@@ -40,6 +40,7 @@ from .reference_impls import (
     reference_layout,
     reference_summary,
     reference_zarr_checksum,
+    tiny_layouts,
 )
 
 # ------------------------------------------------------------------ part layout (no bytes)
@@ -93,17 +94,6 @@ def test_too_large_is_refused_by_both() -> None:
 
 
 # ------------------------------------------------------------------ dandi-etag on real bytes
-
-
-@st.composite
-def tiny_layouts(draw: st.DrawFn) -> tuple[int, int, int]:
-    """``(size, part size, max parts)``: any size, or one where the default part size needs
-    just about ``max_parts`` parts, where the two clauses of the rule meet."""
-    part_size, max_parts = draw(st.integers(1, 64)), draw(st.integers(1, 40))
-    size = draw(st.one_of(
-        st.integers(0, 4000),
-        st.integers(max(0, part_size * (max_parts - 1) - 1), part_size * max_parts + 1)))
-    return size, part_size, max_parts
 
 
 @settings(max_examples=400, deadline=None)

@@ -37,6 +37,7 @@ from ..reference_impls import (
     reference_layout,
     reference_summary,
     reference_zarr_checksum,
+    tiny_layouts,
 )
 from .conftest import fetch
 
@@ -71,15 +72,6 @@ def test_part_layout_at_every_boundary_matches_dandischema() -> None:
             bad.append((size, (c, p, lst), (count, first, last)))
         n += 1
     assert n > 36_000 and bad[:5] == []
-
-
-@st.composite
-def tiny_layouts(draw: st.DrawFn) -> tuple[int, int, int]:
-    """``(size, part size, part limit)``, often where the two clauses of the rule meet."""
-    part, limit = draw(st.integers(1, 64)), draw(st.integers(1, 40))
-    size = draw(st.one_of(st.integers(0, 4000),
-                          st.integers(max(0, part * (limit - 1) - 1), part * limit + 1)))
-    return size, part, limit
 
 
 @settings(max_examples=300, deadline=None)
