@@ -39,6 +39,20 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.longrepr = f"skipped on CI, where nothing may be missing: {reason}"
 
 
+#: Test files whose count CI prints on its own line: the recorded real-server captures and
+#: the differential tests against the reference implementations must visibly have run.
+COUNTED = {"golden captures": ("tests/testing/test_golden.py",),
+           "differential digests": ("tests/test_digests_reference.py",
+                                    "tests/testing/test_archive_digests.py")}
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    passed = terminalreporter.stats.get("passed", [])
+    for what, files in COUNTED.items():
+        n = sum(1 for r in passed if r.nodeid.startswith(files))
+        terminalreporter.write_line(f"{what}: {n} passed")
+
+
 @contextlib.contextmanager
 def mounted_tmpfs(path: Path, options: str) -> Iterator[Path]:
     """A small tmpfs at ``path`` (a new folder) for disk-full and read-only tests; the test
