@@ -8,11 +8,12 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import IO
 
 import pytest
+from aiohttp import web
 
 from dandiget.config import TransferConfig
 from dandiget.instances import register_instance, unregister_instance
@@ -51,6 +52,31 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for what, files in COUNTED.items():
         n = sum(1 for r in passed if r.nodeid.startswith(files))
         terminalreporter.write_line(f"{what}: {n} passed")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    """Start aiohttp apps whose every request goes to ``handler``; each call returns a base
+    URL. For tests that need a server misbehaving in ways the test archive does not model."""
+    runners: list[web.AppRunner] = []
+
+    async def start(handler: Handler) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for runner in runners:
+        await runner.cleanup()
 
 
 @contextlib.contextmanager

@@ -279,6 +279,14 @@ def test_progress_from_workers_is_live_and_batched(archive_factory, cluster,
     assert kinds[-1] is Done and Done not in kinds[:-1]  # progress first, then done
 
 
+def coordinator_process(url: str, out: Path, cluster: Any) -> subprocess.Popen[bytes]:
+    """``dandiget download URL -o OUT`` on the cluster, in a process a test can SIGKILL."""
+    env = {**os.environ, "DANDIGET_DASK": cluster.scheduler_address}
+    return subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
+                             str(out), "-f", "json"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 def test_coordinator_killed_then_rerun_resumes(archive_factory, cluster, client,
                                                tmp_path) -> None:
     """SIGKILL of the submitting process (and of the worker it left running) mid-file: a
@@ -292,10 +300,7 @@ def test_coordinator_killed_then_rerun_resumes(archive_factory, cluster, client,
     pause = archive.inject(r"/blobs/", host="content", pause_at=3 * MiB)
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "DANDIGET_DASK": cluster.scheduler_address}
-    proc = subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
-                             str(out), "-f", "json"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = coordinator_process(url, out, cluster)
     try:
         assert pause.wait_paused(timeout=60)
         wait_until(lambda: any(p.stat().st_size for p in out.rglob("*dandiget-part*")),
@@ -361,10 +366,7 @@ def test_local_rerun_resumes_the_parts_workers_finished(archive_factory, cluster
     pause = archive.inject(r"/blobs/", host="content", pause_at=65 * MiB)  # in part 1 only
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "DANDIGET_DASK": cluster.scheduler_address}
-    proc = subprocess.Popen([sys.executable, "-m", "dandiget.cli", "download", url, "-o",
-                             str(out), "-f", "json"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = coordinator_process(url, out, cluster)
     try:
         assert pause.wait_paused(timeout=60)
         wait_until(lambda: any('"0"' in p.read_text() for p in out.rglob("*.r0.json")),

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -24,7 +25,7 @@ from dandiget.requests import ApiAuth, Requester
 from dandiget.retry import RetryPolicy
 from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec, UserSpec, ZarrSpec
 
-from .conftest import FAST
+from .conftest import FAST, Handler
 
 TOKEN = "d" * 40
 
@@ -98,7 +99,8 @@ async def test_host_that_answered_before_is_retried_then_named() -> None:
 # ---------------------------------------------------------------------- the auth rule
 
 
-async def test_token_only_to_the_api_origin_across_redirects_and_next_links() -> None:
+async def test_token_only_to_the_api_origin_across_redirects_and_next_links(
+        serve: Callable[[Handler], Awaitable[str]]) -> None:
     """401 -> key; the key goes to the API origin only: not to a redirect target or a
     pagination ``next`` link on another origin (a mirror, a CDN, an attacker)."""
     seen: list[tuple[str, str, str | None]] = []
@@ -119,29 +121,14 @@ async def test_token_only_to_the_api_origin_across_redirects_and_next_links() ->
             raise web.HTTPFound(f"{other_base}/elsewhere")
         return web.json_response({"next": f"{other_base}/page2", "results": [1, 2]})
 
-    runners = []
-    bases = []
-    for handler in (api, other):
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        bases.append(f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}")  # type: ignore[union-attr]
-    api_base, other_base = bases
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = ApiClient(Instance("t", None, f"{api_base}/api"), session, retry=FAST.retry)
-            client.auth = ApiAuth(client.instance.api, None, lambda: TOKEN)
-            assert await client.get_json("moved/") == {"moved": True}
-            items = [i async for i in client.paginate("list/")]
-            assert items == [1, 2, 3]
-            assert TOKEN not in repr(client) and TOKEN not in repr(client.auth)
-    finally:
-        for r in runners:
-            await r.cleanup()
+    api_base, other_base = await serve(api), await serve(other)
+    async with aiohttp.ClientSession() as session:
+        client = ApiClient(Instance("t", None, f"{api_base}/api"), session, retry=FAST.retry)
+        client.auth = ApiAuth(client.instance.api, None, lambda: TOKEN)
+        assert await client.get_json("moved/") == {"moved": True}
+        items = [i async for i in client.paginate("list/")]
+        assert items == [1, 2, 3]
+        assert TOKEN not in repr(client) and TOKEN not in repr(client.auth)
     assert ("api", "/api/moved/", None) in seen  # anonymous first
     assert ("api", "/api/moved/", f"token {TOKEN}") in seen  # then with the key
     assert [s for s in seen if s[0] == "other"] == [("other", "/elsewhere", None),

@@ -33,6 +33,8 @@ from dandiget.resolve import (
 )
 from dandiget.retry import RetryPolicy
 
+from .conftest import Handler
+
 FAST = RetryPolicy(attempts=3, base_delay=0.001, max_delay=0.005)
 ASSET = "0a748f90-d497-4a9c-822e-9c63811db412"
 API = "https://api.dandiarchive.org/api"
@@ -468,30 +470,6 @@ def test_normalize_asset_path(path: str, expected: str) -> None:
 # ---------------------------------------------------------------------------------------------
 # Network: real servers on 127.0.0.1
 # ---------------------------------------------------------------------------------------------
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    """Start an aiohttp app whose every request goes to ``handler``; return its base URL."""
-    runners: list[web.AppRunner] = []
-
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
-
 
 def info_json(api: str, gui: str | None) -> dict[str, Any]:
     services: dict[str, Any] = {"api": {"url": api}}

@@ -238,6 +238,13 @@ async def _write_body(request: web.BaseRequest, resp: web.StreamResponse, reply:
     piece_size = WRITE_CHUNK
     if plan.rate:
         piece_size = max(1, min(65536, int(plan.rate / 20)))
+    stall = plan.stall
+
+    async def stall_here() -> None:
+        await asyncio.sleep(stall)
+
+    stops = sorted(((at, wait) for at, wait in ((pause_at, plan.hold), (stall_at, stall_here))
+                    if at >= 0), key=lambda stop: stop[0])
     t0 = time.monotonic()
     sent = 0
     for chunk in reply.chunks:
@@ -250,24 +257,17 @@ async def _write_body(request: web.BaseRequest, resp: web.StreamResponse, reply:
             b[corrupt_at - sent] ^= 0xFF
             chunk = bytes(b)
         for piece in _split(chunk, piece_size):
-            if sent <= pause_at < sent + len(piece):
-                cut = pause_at - sent
+            # stops inside this piece: write up to the stop, then wait there (a pause the
+            # test releases, or a stall)
+            while stops and sent <= stops[0][0] < sent + len(piece):
+                at, wait = stops.pop(0)
+                cut = at - sent
                 if cut:
                     await resp.write(piece[:cut])
                     sent += cut
                     record.bytes_sent = sent
                     piece = piece[cut:]
-                await plan.hold()
-                pause_at = -1
-            if sent <= stall_at < sent + len(piece):
-                cut = stall_at - sent
-                if cut:
-                    await resp.write(piece[:cut])
-                    sent += cut
-                    record.bytes_sent = sent
-                    piece = piece[cut:]
-                await asyncio.sleep(plan.stall)
-                stall_at = -1
+                await wait()
             await resp.write(piece)
             sent += len(piece)
             record.bytes_sent = sent
