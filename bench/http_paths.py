@@ -116,7 +116,7 @@ def run_pycurl(jobs: list[Job], conc: int) -> None:
     active = 0
 
     def start(c: Any, job: Job) -> None:
-        url, path, md5 = job
+        url, path, _md5 = job
         tmp = path + ".part"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         h = hashlib.md5()

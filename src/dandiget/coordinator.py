@@ -20,12 +20,15 @@ from typing import Any
 
 import aiohttp
 
+from . import __version__
 from .api import ApiClient
+from .bulk import Limits
 from .commit import commit_file
 from .digests import combine_part_digests
 from .errors import ChecksumError
 from .events import Event, Failed, Listener, Message, Progress, Verified
 from .executors import Executor
+from .executors.bulk import BulkRunner, bulk_mode
 from .executors.local import LocalExecutor
 from .executors.work import UnitInterrupted, WorkerContext, to_the_end
 from .instances import Instance
@@ -148,6 +151,7 @@ class Coordinator:
         self._job_totals: dict[int, int | None] = {}
         #: Runs the units (None: a local executor on this run's session, made on first use).
         self._executor = executor
+        self._bulk: BulkRunner | None = None
 
     # ------------------------------------------------------------------ plumbing
 
@@ -291,6 +295,29 @@ class Coordinator:
             assert self.transferer is not None
             self._executor = LocalExecutor(self.worker_context())
         return self._executor
+
+    @property
+    def refusals(self) -> RefusalMemo:
+        """Content prefixes that refused unsigned reads in this run."""
+        return self._refusals
+
+    def bulk_runner(self) -> BulkRunner | None:
+        """The pool for batches of small public files (executors/bulk.py), made on first
+        use; None where units run elsewhere (Dask) or pycurl is missing or it is turned off
+        (``DANDIGET_BULK=0``)."""
+        if self._bulk is None:
+            mode = bulk_mode()
+            if mode is None or not isinstance(self.executor, LocalExecutor):
+                return None
+            cfg = self.options.config
+            limits = Limits(cfg.zarr_jobs if cfg.jobs_per_zarr else cfg.max_connections,
+                            cfg.connect_timeout, cfg.read_timeout, f"dandiget/{__version__}")
+            self._bulk = BulkRunner(limits, mode)
+        return self._bulk
+
+    async def close_bulk(self) -> None:
+        if self._bulk is not None:
+            await self._bulk.close()
 
     def worker_context(self) -> WorkerContext:
         """This process's context for units: the run's session, clients and memo."""

@@ -126,6 +126,7 @@ class Engine(Coordinator):
                 if self.options.sync:
                     await self._sync(jobs)
             finally:
+                await self.close_bulk()
                 if self._executor is not None:
                     await self._executor.close()
                 self.report.finished = time.time()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
+import logging
 import os
 import re
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .bulk import BULK_MAX_SIZE, BulkJob
 from .commit import remove_path
 from .coordinator import Coordinator, UrlJob
 from .digests import (
@@ -33,6 +35,7 @@ from .digests import (
 )
 from .errors import ChecksumError, DandigetError
 from .events import Done, Message, Planned, Skipped, Started, Verified, ZarrUpdate
+from .executors import bulk as bulk_executor
 from .listing import RemoteAsset, ZarrEntry
 from .options import DownloadExisting
 from .paths import check_relpath, temp_name
@@ -40,6 +43,8 @@ from .pipeline import drain
 from .plan import Action, LocalStat, RemoteFile, decide, decide_after_hash, to_ns
 from .transfer import NullMeter
 from .units import Fetch, FileUnit
+
+log = logging.getLogger(__name__)
 
 UPDATE_INTERVAL = 0.5
 
@@ -219,8 +224,9 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
         engine.confinement(job.output_dir).check_dir(target)
     listed: dict[str, tuple[str, int]] = {}
     local_md5: dict[str, str] = {}
-    made_dirs: set[Path] = {target}
-    fresh_dirs: set[Path] = set()  # created by this run: nothing in them we did not write
+    target_s = str(target)
+    made_dirs: set[str] = {target_s}
+    fresh_dirs: set[str] = set()  # created by this run: nothing in them we did not write
     jobs = opts.config.zarr_jobs if opts.dry_run else engine.executor.concurrency(
         opts.config.zarr_jobs)
     base_url = asset.content_url if (asset.content_url and not asset.embargoed) else None
@@ -250,11 +256,15 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
 
     async def process(entry: ZarrEntry) -> None:
         nonlocal would_download, would_bytes
-        path = target.joinpath(*entry.key.split("/"))
+        # Strings, not Paths, on this per-entry path (tens of thousands of entries).
+        rel_parent, _, name = entry.key.rpartition("/")
+        parent_s = f"{target_s}/{rel_parent}" if rel_parent else target_s
+        path_s = f"{parent_s}/{name}"
+        path = Path(path_s)
         remote = RemoteFile(entry.size, entry.modified, ("md5", entry.md5))
         # A folder this run created holds only what this run wrote (keys are unique), so
         # skip the stat there: on a fresh download that is one syscall less per entry.
-        local = None if path.parent in fresh_dirs else LocalStat.of(path)
+        local = None if parent_s in fresh_dirs else LocalStat.of(path_s)
         erec = f"{rec}/{entry.key}"
         record = records.get(erec)
         decision = decide(opts.existing, local, remote, record)
@@ -277,21 +287,69 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
             would_download += 1
             would_bytes += entry.size
             return
-        parent = path.parent
-        if parent not in made_dirs:  # no await between the check and the add: no race
-            fresh_dirs.update(_make_dir(parent, target))
+        if parent_s not in made_dirs:  # no await between the check and the add: no race
+            parent = Path(parent_s)
+            fresh_dirs.update(str(d) for d in _make_dir(parent, target))
             engine.confinement(job.output_dir).check_dir(parent)
-            made_dirs.add(parent)
-        temp = parent / temp_name(path.name, entry.md5[:8])
-        unit = FileUnit(erec, path, temp, entry.size, ("md5", entry.md5),
-                        to_ns(entry.modified) if entry.modified is not None else None,
-                        fetch_of(entry.key), "zarr")
+            made_dirs.add(parent_s)
+        temp_s = f"{parent_s}/{temp_name(name, entry.md5[:8])}"
+        mtime_ns = to_ns(entry.modified) if entry.modified is not None else None
+        if batcher is not None and base_url is not None and entry.size <= BULK_MAX_SIZE:
+            if bulk_after[0] > 0:
+                bulk_after[0] -= 1
+            else:
+                chunk_url = base_url + quote(entry.key)
+                if not refusals.avoid(chunk_url):
+                    await batcher.add(BulkJob(chunk_url, temp_s, path_s, entry.size, "md5",
+                                              entry.md5, mtime_ns), erec)
+                    return
+        await fetch_entry(FileUnit(erec, path, Path(temp_s), entry.size, ("md5", entry.md5),
+                                   mtime_ns, fetch_of(entry.key), "zarr"))
+
+    async def fetch_entry(unit: FileUnit) -> None:
+        """The ordinary path: one unit on the executor, through the request executor."""
         result = await engine.run_unit(unit, meter)
-        local_md5[entry.key] = entry.md5
+        downloaded(unit)
         engine.record(result, unit)
+
+    def downloaded(unit: FileUnit) -> None:
+        local_md5[unit.rec[len(rec) + 1:]] = unit.digest[1]
         engine.report.files_downloaded += 1
-        engine.report.bytes_downloaded += entry.size
+        engine.report.bytes_downloaded += unit.size
         tracker.entry_done()
+
+    def committed_in_bulk(job: BulkJob, erec: str, stat: tuple[int, int, int, int]) -> None:
+        meter.add(job.size)
+        local_md5[erec[len(rec) + 1:]] = job.digest
+        engine.report.files_downloaded += 1
+        engine.report.bytes_downloaded += job.size
+        tracker.entry_done()
+        engine.remember(erec, LocalStat(*stat), "md5", job.digest)
+
+    async def not_in_bulk(job: BulkJob, erec: str, why: str) -> None:
+        key = erec[len(rec) + 1:]
+        log.debug("%s: again on the ordinary path (%s)", erec, why)
+        if "403" in why:
+            refusals.refused(job.url)
+        try:
+            async with retry_slots:  # -J N:M holds for these too
+                await fetch_entry(FileUnit(erec, Path(job.target), Path(job.temp), job.size,
+                                           ("md5", job.digest), job.mtime_ns, fetch_of(key),
+                                           "zarr"))
+        except (FileExistsError, asyncio.CancelledError):
+            raise
+        except Exception as e:
+            tracker.entry_failed(key, e)
+
+    # Public chunks go in batches to worker processes (executors/bulk.py); the rest, and
+    # whatever a batch could not commit, one by one through the executor.
+    # The first entries take the ordinary path: a small Zarr never starts a worker, and
+    # the run learns meanwhile whether the content host refuses unsigned reads.
+    runner = None if (opts.dry_run or base_url is None) else engine.bulk_runner()
+    batcher = runner.batcher(committed_in_bulk, not_in_bulk) if runner else None
+    bulk_after = [bulk_executor.ORDINARY_FIRST]
+    refusals = engine.refusals
+    retry_slots = asyncio.Semaphore(jobs)
 
     async def handle(entry: ZarrEntry) -> None:
         try:
@@ -301,7 +359,13 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
         except Exception as e:
             tracker.entry_failed(entry.key, e)
 
-    await drain(entries(), handle, workers=jobs, queue_size=jobs * 4)
+    try:
+        await drain(entries(), handle, workers=jobs, queue_size=jobs * 4)
+        if batcher is not None:
+            await batcher.finish()
+    finally:
+        if batcher is not None:
+            await batcher.cancel()
 
     if opts.dry_run:
         action = "download" if would_download else "skip"

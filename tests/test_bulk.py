@@ -1,0 +1,133 @@
+"""Zarr chunks in bulk (bulk.py, executors/bulk.py): libcurl's multi interface on worker
+processes, one attempt each; whatever a batch cannot commit goes through the one request
+executor. Against the test archive's real content host.
+
+Which path fetched an entry is read off the request: the ordinary path asks for
+``Accept-Encoding: identity``, libcurl sends no ``Accept-Encoding`` at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+import pytest
+
+from dandiget.download import download
+from dandiget.errors import DownloadFailed
+from dandiget.executors import bulk as bulk_executor
+
+from .test_download_zarr import ENTRIES, url, zarr_tree
+from .test_download_zarr import zarr_archive as zarr_archive
+
+
+def chunk_requests(archive) -> list:
+    return [q for q in archive.requests if q.host == "content" and q.method == "GET"]
+
+
+def by_bulk(q) -> bool:
+    return "Accept-Encoding" not in q.headers
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Batches of 2 from the first entry, so the 9-entry test Zarr runs on the workers."""
+    monkeypatch.setattr(bulk_executor, "BATCH_SIZE", 2)
+    monkeypatch.setattr(bulk_executor, "ORDINARY_FIRST", 0)
+    monkeypatch.delenv("DANDIGET_BULK", raising=False)
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_chunks_go_through_bulk_workers(zarr_archive, tmp_path, small_batches, monkeypatch,
+                                        mode) -> None:
+    monkeypatch.setenv("DANDIGET_BULK", mode)
+    r = download(url(zarr_archive), tmp_path, format="plain")
+    assert zarr_tree(tmp_path) == ENTRIES
+    gets = chunk_requests(zarr_archive)
+    assert len(gets) == len(ENTRIES) and all(by_bulk(q) for q in gets), \
+        [(q.path, q.headers) for q in gets if not by_bulk(q)]
+    assert r.files_downloaded == len(ENTRIES) + 1
+    # every entry is in the state with its stat signature: a re-run reads no listing
+    db = sqlite3.connect(tmp_path / ".dandiget" / "state.sqlite")
+    n = db.execute("SELECT count(*) FROM files WHERE path LIKE '%sample.zarr/%'").fetchone()[0]
+    assert n == len(ENTRIES)
+    zarr_archive.clear_requests()
+    r2 = download(url(zarr_archive), tmp_path, format="plain", existing="refresh")
+    assert r2.files_downloaded == 0
+    assert not [q for q in zarr_archive.requests if "/zarr/" in q.path]
+
+
+def test_failures_are_handed_to_the_request_executor(zarr_archive, tmp_path, small_batches,
+                                                     caplog) -> None:
+    zarr_archive.inject(r"/arr_0/1$", host="content", status=503, times=1)
+    zarr_archive.inject(r"/arr_1/sub/0\.0$", host="content", corrupt=True, times=1)
+    zarr_archive.inject(r"/arr_1/\.zarray$", host="content", short_body=True, times=1)
+    with caplog.at_level(logging.DEBUG, logger="dandiget.zarr"):
+        download(url(zarr_archive), tmp_path, format="plain")
+    assert zarr_tree(tmp_path) == ENTRIES
+    gets = chunk_requests(zarr_archive)
+    for key in ("arr_0/1", "arr_1/sub/0.0", "arr_1/.zarray"):
+        tries = [q for q in gets if q.path.endswith("/" + key)]
+        # one attempt in bulk, then the ordinary path (which owns retries)
+        assert [by_bulk(q) for q in tries] == [True, False], key
+    assert len([q for q in gets if by_bulk(q)]) == len(ENTRIES)
+    handed_back = [m for m in caplog.messages if "again on the ordinary path" in m]
+    assert len(handed_back) == 3 and any("503" in m for m in handed_back)
+    assert any("md5 mismatch" in m for m in handed_back)
+
+
+def test_a_bad_chunk_is_never_left_at_its_name(zarr_archive, tmp_path, small_batches) -> None:
+    zarr_archive.inject(r"/arr_0/1$", host="content", corrupt=True)
+    with pytest.raises(DownloadFailed) as exc:
+        download(url(zarr_archive), tmp_path, format="plain")
+    root = tmp_path / "000003" / "sample.zarr"
+    assert not (root / "arr_0" / "1").exists()
+    assert (root / "arr_0" / "0").read_bytes() == ENTRIES["arr_0/0"]
+    assert "md5" in exc.value.report.errors[0].message
+    # the bulk attempt removed its temporary; only the ordinary path's resumable one may stay
+    bulk_tries = [q for q in chunk_requests(zarr_archive)
+                  if q.path.endswith("/arr_0/1") and by_bulk(q)]
+    assert len(bulk_tries) == 1
+    assert all(p.name.startswith(".") for p in root.rglob("*dandiget-part*"))
+
+
+def test_a_small_zarr_never_starts_workers(zarr_archive, tmp_path, monkeypatch) -> None:
+    monkeypatch.delenv("DANDIGET_BULK", raising=False)
+    download(url(zarr_archive), tmp_path, format="plain")  # 9 entries < ORDINARY_FIRST
+    assert zarr_tree(tmp_path) == ENTRIES
+    gets = chunk_requests(zarr_archive)
+    assert gets and not any(by_bulk(q) for q in gets)
+
+
+def test_the_first_entries_take_the_ordinary_path(zarr_archive, tmp_path, small_batches,
+                                                  monkeypatch) -> None:
+    monkeypatch.setattr(bulk_executor, "ORDINARY_FIRST", 4)
+    download(url(zarr_archive), tmp_path, format="plain")
+    assert zarr_tree(tmp_path) == ENTRIES
+    assert [by_bulk(q) for q in chunk_requests(zarr_archive)].count(False) == 4
+
+
+def test_a_prefix_refusing_unsigned_reads_is_not_tried_in_bulk(archive_factory, dandi_register,
+                                                               tmp_path, small_batches,
+                                                               monkeypatch) -> None:
+    """Once the ordinary path learnt that the bucket refuses unsigned reads (RefusalMemo),
+    no chunk goes to the workers, which can only read public URLs."""
+    from dandiget.testing import ArchiveSpec, DandisetSpec, ZarrSpec
+
+    monkeypatch.setattr(bulk_executor, "ORDINARY_FIRST", 6)
+    entries = {f"0/{i}": bytes([i]) * (50 + i) for i in range(40)}
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000061", assets=[
+        ZarrSpec(path="z.zarr", entries=entries)])]))
+    dandi_register(archive)
+    archive.inject(r"^/zarr/", host="content", refuse_unsigned=True)
+    download(f"dandi://{archive.instance.name}/000061", tmp_path, format="plain",
+             jobs_per_zarr=2)
+    assert archive.compare_tree(tmp_path / "000061", "000061") == []
+    assert not any(by_bulk(q) for q in chunk_requests(archive))
+
+
+def test_bulk_can_be_turned_off(zarr_archive, tmp_path, small_batches, monkeypatch) -> None:
+    monkeypatch.setenv("DANDIGET_BULK", "0")
+    download(url(zarr_archive), tmp_path, format="plain")
+    assert zarr_tree(tmp_path) == ENTRIES
+    assert not any(by_bulk(q) for q in chunk_requests(zarr_archive))
