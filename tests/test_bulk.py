@@ -131,3 +131,36 @@ def test_bulk_can_be_turned_off(zarr_archive, tmp_path, small_batches, monkeypat
     download(url(zarr_archive), tmp_path, format="plain")
     assert zarr_tree(tmp_path) == ENTRIES
     assert not any(by_bulk(q) for q in chunk_requests(zarr_archive))
+
+
+async def test_a_dead_worker_hands_its_batch_back_and_is_replaced(tmp_path) -> None:
+    from dandiget import bulk
+
+    limits = bulk.Limits(4, 2.0, 5.0, "dandiget-test")
+    runner = bulk_executor.BulkRunner(limits, "process", workers=1)
+    try:
+        assert await runner.call([]) == []  # starts the worker
+        (worker,) = runner._all
+        worker.proc.kill()
+        worker.proc.wait()
+        # nothing listens on port 9 of 127.0.0.1 here: a job there can only fail
+        job = bulk.BulkJob("http://127.0.0.1:9/x", str(tmp_path / ".x.part"), str(tmp_path / "x"),
+                           3, "md5", "0" * 32, None)
+        done: list = []
+        failed: list = []
+
+        async def on_failed(j, tag, why) -> None:
+            failed.append((tag, why))
+
+        batcher = runner.batcher(lambda j, t, s: done.append(t), on_failed)
+        await batcher.add(job, "a")
+        await batcher.finish()
+        assert not done and failed == [("a", failed[0][1])]
+        assert failed[0][1].startswith("bulk worker: ")
+        # the replacement runs the next batch (and the job fails on its own merits)
+        ((stat, why),) = await runner.call([job])
+        assert stat is None and why and not why.startswith("bulk worker")
+        assert not (tmp_path / "x").exists() and not (tmp_path / ".x.part").exists()
+    finally:
+        await runner.close()
+    assert all(w.proc.returncode is not None for w in [worker])

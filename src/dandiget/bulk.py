@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import shutil
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -203,3 +205,47 @@ def run_batch(jobs: Sequence[BulkJob], limits: Limits) -> list[Outcome]:
             c.close()
         multi.close()
     return outcomes
+
+
+# --------------------------------------------------------------------------- worker process
+
+
+def _read_exact(fd: int, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, n - len(buf))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+def send(fd: int, obj: Any) -> None:
+    """One length-prefixed pickle on a pipe."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    view = memoryview(struct.pack("<Q", len(data)) + data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def receive(fd: int) -> Any:
+    (n,) = struct.unpack("<Q", _read_exact(fd, 8))
+    return pickle.loads(_read_exact(fd, n))
+
+
+def serve(fd_in: int = 0, fd_out: int = 1) -> None:
+    """A worker: batches in on stdin, outcomes out on stdout, until stdin closes.
+
+    Started by executors/bulk.py as ``python -m dandiget.bulk``; the pipes carry only this
+    process's own pickles (jobs and outcomes), from the parent that started it.
+    """
+    while True:
+        try:
+            jobs, limits = receive(fd_in)
+        except EOFError:
+            return
+        send(fd_out, run_batch(jobs, limits))
+
+
+if __name__ == "__main__":
+    serve()
