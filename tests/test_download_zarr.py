@@ -119,17 +119,23 @@ def test_zarr_overwrite_different_and_smaller_remote(zarr_archive, tmp_path) -> 
     assert not (root / "arr_1" / "sub").exists()
 
 
-def test_zarr_corrupt_entry_not_left_in_place(zarr_archive, tmp_path) -> None:
-    zarr_archive.inject(r"/arr_0/1$", host="content", corrupt=True)
+def download_with_corrupt_entry(archive, out: Path) -> tuple[Path, str]:
+    """Download with ``arr_0/1`` always corrupt; check it stays out and the rest is in.
+    Returns the Zarr's folder and the first error message."""
+    archive.inject(r"/arr_0/1$", host="content", corrupt=True)
     with pytest.raises(DownloadFailed) as exc:
-        download(url(zarr_archive), tmp_path, format="plain")
-    root = tmp_path / "000003" / "sample.zarr"
+        download(url(archive), out, format="plain")
+    root = out / "000003" / "sample.zarr"
     assert not (root / "arr_0" / "1").exists()
     assert (root / "arr_0" / "0").read_bytes() == ENTRIES["arr_0/0"]
-    msg = exc.value.report.errors[0].message
-    assert "1 errored" in msg and "md5" in msg
     # no temporary file is left at a final path; temporaries are hidden and resumable
     assert all(p.name.startswith(".") for p in root.rglob("*dandiget-part*"))
+    return root, exc.value.report.errors[0].message
+
+
+def test_zarr_corrupt_entry_not_left_in_place(zarr_archive, tmp_path) -> None:
+    _root, msg = download_with_corrupt_entry(zarr_archive, tmp_path)
+    assert "1 errored" in msg and "md5" in msg
 
 
 def test_zarr_filters(zarr_archive, tmp_path) -> None:
