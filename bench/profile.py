@@ -66,6 +66,7 @@ def main() -> int:
     ap.add_argument("--scenario", choices=sorted(SCEN_DATASET), default="zarr")
     ap.add_argument("--profile", choices=("loopback", "s3like"), default="loopback")
     ap.add_argument("--smoke", action="store_true", help="the tiny corpus")
+    ap.add_argument("--tmpfs", action="store_true", help="the output on /dev/shm")
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--top", type=int, default=25)
     ap.add_argument("--idle", action="store_true", help="count idle (waiting) samples too")
@@ -86,7 +87,8 @@ def main() -> int:
         archive = start_archive(kind, args.cache, nginx.url, args.out / "archive.log",
                                 api_cost="s3like" if args.profile == "s3like" else "none")
         did = corpus.DANDISETS[SCEN_DATASET[args.scenario]]
-        work = REGISTRY.tempdir("dandiget-bench-profile-")
+        work = REGISTRY.tempdir("dandiget-bench-profile-",
+                                Path("/dev/shm") if args.tmpfs else None)
         dl = T.Dandiget(T.dandiget_binary())
         ctx = T.Ctx(archive.api_url, nginx.url, did, args.scenario, expected[did]["files"],
                     work / "out", work, "plan" if args.scenario == "plan" else "download")

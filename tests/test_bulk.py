@@ -30,8 +30,7 @@ def by_bulk(q) -> bool:
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    """Batches of 2 from the first entry, so the 9-entry test Zarr runs on the workers."""
-    monkeypatch.setattr(bulk_executor, "BATCH_SIZE", 2)
+    """Bulk from the first entry, so the 9-entry test Zarr runs on the workers."""
     monkeypatch.setattr(bulk_executor, "ORDINARY_FIRST", 0)
     monkeypatch.delenv("DANDIGET_BULK", raising=False)
 
@@ -126,34 +125,134 @@ def test_bulk_can_be_turned_off(zarr_archive, tmp_path, small_batches, monkeypat
     assert not any(by_bulk(q) for q in chunk_requests(zarr_archive))
 
 
-async def test_a_dead_worker_hands_its_batch_back_and_is_replaced(tmp_path) -> None:
+def _job(tmp_path, name: str, url: str = "http://127.0.0.1:9/x") -> object:
     from dandiget import bulk
 
-    limits = bulk.Limits(4, 2.0, 5.0, "dandiget-test")
-    runner = bulk_executor.BulkRunner(limits, "process", workers=1)
+    # nothing listens on port 9 of 127.0.0.1 here: a job there can only fail
+    return bulk.BulkJob(url, str(tmp_path / f".{name}.part"), str(tmp_path / name), 3, "md5",
+                        "0" * 32, None)
+
+
+async def test_a_dead_worker_hands_its_jobs_back_and_is_replaced(tmp_path) -> None:
+    from dandiget import bulk
+
+    runner = bulk_executor.BulkRunner(bulk.Limits(4, 2.0, 5.0, "dandiget-test"), "process",
+                                      workers=1)
+    done: list = []
+    failed: list = []
+
+    async def on_failed(j, tag, why) -> None:
+        failed.append((tag, why))
+
     try:
-        assert await runner.call([]) == []  # starts the worker
-        (worker,) = runner._all
+        (worker,) = await runner._workers()
         worker.proc.kill()
         worker.proc.wait()
-        # nothing listens on port 9 of 127.0.0.1 here: a job there can only fail
-        job = bulk.BulkJob("http://127.0.0.1:9/x", str(tmp_path / ".x.part"), str(tmp_path / "x"),
-                           3, "md5", "0" * 32, None)
-        done: list = []
-        failed: list = []
-
-        async def on_failed(j, tag, why) -> None:
-            failed.append((tag, why))
-
         batcher = runner.batcher(lambda j, t, s: done.append(t), on_failed)
-        await batcher.add(job, "a")
+        await batcher.add(_job(tmp_path, "a"), "a")
         await batcher.finish()
-        assert not done and failed == [("a", failed[0][1])]
-        assert failed[0][1].startswith("bulk worker: ")
-        # the replacement runs the next batch (and the job fails on its own merits)
-        ((stat, why),) = await runner.call([job])
-        assert stat is None and why and not why.startswith("bulk worker")
-        assert not (tmp_path / "x").exists() and not (tmp_path / ".x.part").exists()
+        assert not done and [t for t, _ in failed] == ["a"]
+        assert failed[0][1].startswith("bulk worker: "), failed
+        # a replacement takes the next job (which fails on its own merits)
+        failed.clear()
+        batcher = runner.batcher(lambda j, t, s: done.append(t), on_failed)
+        await batcher.add(_job(tmp_path, "b"), "b")
+        await batcher.finish()
+        (replacement,) = runner._all
+        assert replacement is not worker and replacement.proc.returncode is None
+        assert [t for t, _ in failed] == ["b"] and not failed[0][1].startswith("bulk worker")
+        assert not list(tmp_path.iterdir())  # no temporary, no target
     finally:
         await runner.close()
-    assert all(w.proc.returncode is not None for w in [worker])
+    assert worker.proc.returncode is not None and replacement.proc.returncode is not None
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+async def test_jobs_stream_while_others_run(zarr_archive, tmp_path, mode) -> None:
+    """A job handed over while another is held mid-body is fetched and reported before
+    that one ends: jobs and outcomes stream, nothing waits for a group to finish."""
+    import asyncio
+    import hashlib
+
+    from dandiget import bulk
+
+    info = zarr_archive.asset("000003", "sample.zarr")
+    files = zarr_archive.zarr_files("000003", "sample.zarr")
+    slow, fast = sorted(k for k in files if len(files[k]) > 2)[:2]
+
+    def job(key: str, name: str) -> bulk.BulkJob:
+        data = files[key]
+        return bulk.BulkJob(info.content_url.rstrip("/") + "/" + key,
+                            str(tmp_path / f".{name}.part"), str(tmp_path / name), len(data),
+                            "md5", hashlib.md5(data).hexdigest(), None)
+
+    hold = zarr_archive.inject("/" + slow.replace(".", r"\.") + "$", host="content",
+                               pause_at=1)
+    runner = bulk_executor.BulkRunner(bulk.Limits(4, 2.0, 30.0, "dandiget-test"), mode,
+                                      workers=1)
+    order: list[str] = []
+    fast_done = asyncio.Event()
+
+    def done(j, tag, stat) -> None:
+        order.append(tag)
+        if tag == "fast":
+            fast_done.set()
+
+    async def on_failed(j, tag, why) -> None:
+        order.append(f"{tag} failed: {why}")
+
+    try:
+        batcher = runner.batcher(done, on_failed)
+        await batcher.add(job(slow, "slow"), "slow")
+        assert await asyncio.to_thread(hold.wait_paused, 1, 30)
+        await batcher.add(job(fast, "fast"), "fast")
+        await asyncio.wait_for(fast_done.wait(), 30)
+        assert order == ["fast"] and not (tmp_path / "slow").exists()
+        hold.release()
+        await batcher.finish()
+    finally:
+        hold.release()
+        await runner.close()
+    assert order == ["fast", "slow"]
+    assert (tmp_path / "slow").read_bytes() == files[slow]
+    assert (tmp_path / "fast").read_bytes() == files[fast]
+
+
+@pytest.fixture
+def blob_archive(archive_factory, dandi_register):
+    from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec
+
+    blobs = [BlobSpec(f"sub-{i % 3}/f{i:02d}.bin", bytes([i]) * (1000 + i)) for i in range(12)]
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000062",
+                                                                  assets=blobs)]))
+    dandi_register(archive)
+    return archive
+
+
+def test_small_blobs_go_through_bulk_workers(blob_archive, tmp_path, monkeypatch) -> None:
+    """Past the first few, small public files take the bulk path: mtime set, state
+    recorded, a re-run skips them without a request; a failure gets the ordinary path."""
+    import os
+
+    from dandiget import coordinator
+
+    monkeypatch.delenv("DANDIGET_BULK", raising=False)
+    monkeypatch.setattr(coordinator, "BULK_AFTER_FILES", 4)
+    blob_archive.inject(r"/blobs/", host="content", status=503, times=1, skip=6)
+    r = download(f"dandi://{blob_archive.instance.name}/000062", tmp_path, format="plain",
+                 jobs=2)
+    assert blob_archive.compare_tree(tmp_path / "000062", "000062") == []
+    assert r.files_downloaded == 13  # + dandiset.yaml
+    gets = [q for q in chunk_requests(blob_archive) if "/blobs/" in q.path]
+    assert [by_bulk(q) for q in gets].count(False) == 4 + 1  # the first 4, the one retry
+    assert [by_bulk(q) for q in gets].count(True) == 12 - 4
+    for a in blob_archive.assets("000062"):
+        mtime = a.metadata["blobDateModified"]
+        from datetime import datetime
+
+        assert os.stat(tmp_path / "000062" / a.path).st_mtime == pytest.approx(
+            datetime.fromisoformat(mtime).timestamp(), abs=1e-3)
+    blob_archive.clear_requests()
+    r2 = download(f"dandi://{blob_archive.instance.name}/000062", tmp_path, format="plain",
+                  existing="refresh")
+    assert r2.files_downloaded == 0 and not chunk_requests(blob_archive)

@@ -12,7 +12,7 @@ digest that differs, a timeout — is handed back, and the caller sends it throu
 request executor (``requests.py``), which owns retries and everything else.
 
 The module imports only the standard library and pycurl, so a worker process that runs
-:func:`run_batch` starts in milliseconds.
+:func:`serve` starts in milliseconds.
 """
 
 from __future__ import annotations
@@ -20,9 +20,11 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import selectors
 import shutil
 import struct
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -140,74 +142,182 @@ def _handle(limits: Limits) -> Any:
     return c
 
 
+class Multi:
+    """A libcurl multi handle fed one job at a time: at most ``limits.connections``
+    transfers at once, the rest waiting in order. :meth:`step` moves bytes and returns the
+    outcomes of the transfers that ended, so a caller can keep adding jobs while others run
+    (no batch ends with its connections draining).
+
+    Event-driven (libcurl's socket interface on a selector): each step costs what is ready,
+    not a pass over every connection, which matters when most wait on a slow link.
+    """
+
+    def __init__(self, limits: Limits):
+        if pycurl is None:  # pragma: no cover - callers check available() first
+            raise RuntimeError("pycurl is not installed")
+        self.multi = pycurl.CurlMulti()
+        self.selector = selectors.DefaultSelector()
+        self.extra: set[int] = set()
+        self.ready: list[tuple[int, int]] = []
+        self.deadline: float | None = None
+        self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
+        self.handles = [_handle(limits) for _ in range(max(1, limits.connections))]
+        self.free = list(self.handles)
+        self.active: dict[Any, _Transfer] = {}
+        self.waiting: deque[tuple[int, BulkJob]] = deque()
+        self.ended: list[tuple[int, Outcome]] = []
+
+    def _on_socket(self, what: int, fd: int, multi: Any, data: Any) -> None:
+        if what == pycurl.POLL_REMOVE:
+            if fd in self.selector.get_map():
+                self.selector.unregister(fd)
+            return
+        events = ((selectors.EVENT_READ if what in (pycurl.POLL_IN, pycurl.POLL_INOUT) else 0)
+                  | (selectors.EVENT_WRITE if what in (pycurl.POLL_OUT, pycurl.POLL_INOUT)
+                     else 0))
+        if fd in self.selector.get_map():
+            self.selector.modify(fd, events)
+        else:
+            self.selector.register(fd, events)
+
+    def _on_timer(self, ms: int) -> None:
+        self.deadline = None if ms < 0 else time.monotonic() + ms / 1000
+
+    def add(self, seq: int, job: BulkJob) -> None:
+        self.waiting.append((seq, job))
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.active or self.waiting or self.ended)
+
+    def _start(self) -> None:
+        while self.free and self.waiting:
+            seq, job = self.waiting.popleft()
+            try:
+                t = _Transfer(seq, job)
+            except OSError as e:
+                self.ended.append((seq, (None, f"{type(e).__name__}: {e}")))
+                continue
+            c = self.free.pop()
+            c.setopt(pycurl.URL, job.url)
+            c.setopt(pycurl.WRITEFUNCTION, t.write)
+            self.active[c] = t
+            self.multi.add_handle(c)  # libcurl sets a timer of 0: the next step starts it
+
+    def _finish(self, c: Any, error: str) -> None:
+        self.multi.remove_handle(c)
+        t = self.active.pop(c)
+        self.free.append(c)
+        if error:
+            t.close()
+            self.ended.append((t.index, (None, error)))
+            return
+        try:
+            self.ended.append((t.index, t.commit(c.getinfo(pycurl.RESPONSE_CODE))))
+        except OSError as e:
+            self.ended.append((t.index, (None, f"{type(e).__name__}: {e}")))
+
+    def step(self) -> list[tuple[int, Outcome]]:
+        """Start what can start, act on what :meth:`wait` found ready, and hand over what
+        ended."""
+        self._start()
+        ready, self.ready = self.ready, []
+        for fd, mask in ready:
+            self.multi.socket_action(fd, mask)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.deadline = None
+            self.multi.socket_action(pycurl.SOCKET_TIMEOUT, 0)
+        while True:
+            queued, ok, failed = self.multi.info_read()
+            for c in ok:
+                self._finish(c, "")
+            for c, _errno, msg in failed:
+                self._finish(c, msg or "transfer failed")
+            if not queued:
+                break
+        self._start()
+        ended, self.ended = self.ended, []
+        return ended
+
+    def wait(self, extra: Sequence[int] = (), timeout: float = 1.0) -> list[int]:
+        """Block until a transfer's socket (or one of ``extra``) is ready, libcurl's timer
+        is due, or ``timeout`` ends (idle with ``extra``: until one of them is); returns
+        which of ``extra`` are readable."""
+        for fd in extra:
+            if fd not in self.extra:
+                self.extra.add(fd)
+                self.selector.register(fd, selectors.EVENT_READ)
+        wait: float | None = timeout
+        if self.ended:
+            wait = 0
+        elif self.deadline is not None:
+            wait = min(timeout, max(0.0, self.deadline - time.monotonic()))
+        elif not self.active and extra:
+            wait = None
+        out = []
+        for key, events in self.selector.select(wait):
+            if key.fd in self.extra:
+                out.append(key.fd)
+            else:
+                self.ready.append((key.fd, (pycurl.CSELECT_IN if events & selectors.EVENT_READ
+                                            else 0)
+                                   | (pycurl.CSELECT_OUT if events & selectors.EVENT_WRITE
+                                      else 0)))
+        return out
+
+    def close(self) -> None:
+        """Abort what runs (its temporaries go) and free libcurl's handles."""
+        for c, t in list(self.active.items()):
+            self.multi.remove_handle(c)
+            t.close()
+        self.active.clear()
+        self.waiting.clear()
+        for c in self.handles:
+            c.close()
+        self.multi.close()
+        self.selector.close()
+
+
 def run_batch(jobs: Sequence[BulkJob], limits: Limits) -> list[Outcome]:
     """Fetch, verify and commit every job; one outcome per job, in order. Never raises for
     a job's own failure (that is its outcome); raises only if the machinery itself fails."""
     if pycurl is None:
         return [(None, "pycurl is not installed")] * len(jobs)
     outcomes: list[Outcome] = [(None, "not attempted")] * len(jobs)
-    multi = pycurl.CurlMulti()
-    handles = [_handle(limits) for _ in range(max(1, min(limits.connections, len(jobs))))]
-    free = list(handles)
-    active: dict[Any, _Transfer] = {}
-    pending = iter(enumerate(jobs))
-
-    def start(c: Any) -> bool:
-        for i, job in pending:
-            try:
-                t = _Transfer(i, job)
-            except OSError as e:
-                outcomes[i] = (None, f"{type(e).__name__}: {e}")
-                continue
-            c.setopt(pycurl.URL, job.url)
-            c.setopt(pycurl.WRITEFUNCTION, t.write)
-            active[c] = t
-            multi.add_handle(c)
-            return True
-        return False
-
-    def finish(c: Any, error: str) -> None:
-        multi.remove_handle(c)
-        t = active.pop(c)
-        if error:
-            t.close()
-            outcomes[t.index] = (None, error)
-        else:
-            try:
-                outcomes[t.index] = t.commit(c.getinfo(pycurl.RESPONSE_CODE))
-            except OSError as e:
-                outcomes[t.index] = (None, f"{type(e).__name__}: {e}")
-        free.append(c)
-
+    m = Multi(Limits(max(1, min(limits.connections, len(jobs))), limits.connect_timeout,
+                     limits.stall, limits.user_agent))
     try:
-        while free and start(free[-1]):
-            free.pop()
-        while active:
-            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
-                pass
-            while True:
-                queued, ok, failed = multi.info_read()
-                for c in ok:
-                    finish(c, "")
-                for c, _errno, msg in failed:
-                    finish(c, msg or "transfer failed")
-                if not queued:
-                    break
-            while free and start(free[-1]):
-                free.pop()
-            if active:
-                multi.select(1.0)
+        for i, job in enumerate(jobs):
+            m.add(i, job)
+        while m.busy:
+            for i, outcome in m.step():
+                outcomes[i] = outcome
+            if m.busy:
+                m.wait()
     finally:
-        for c, t in list(active.items()):
-            multi.remove_handle(c)
-            t.close()
-        for c in handles:
-            c.close()
-        multi.close()
+        m.close()
     return outcomes
 
 
 # --------------------------------------------------------------------------- worker process
+
+
+#: Jobs or outcomes per frame, at most (a frame costs each side a wake-up and a pickle).
+GROUP = 64
+#: Seconds an outcome may wait for others to share its frame.
+FLUSH_AFTER = 0.01
+#: A frame on the pipes: a length, then a pickle.
+HEADER = struct.Struct("<Q")
+
+
+def frame(obj: Any) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return HEADER.pack(len(data)) + data
+
+
+def unframe(data: bytes) -> Any:
+    return pickle.loads(data)
 
 
 def _read_exact(fd: int, n: int) -> bytes:
@@ -221,30 +331,50 @@ def _read_exact(fd: int, n: int) -> bytes:
 
 
 def send(fd: int, obj: Any) -> None:
-    """One length-prefixed pickle on a pipe."""
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    view = memoryview(struct.pack("<Q", len(data)) + data)
+    """One frame on a pipe."""
+    view = memoryview(frame(obj))
     while view:
         view = view[os.write(fd, view):]
 
 
 def receive(fd: int) -> Any:
-    (n,) = struct.unpack("<Q", _read_exact(fd, 8))
-    return pickle.loads(_read_exact(fd, n))
+    (n,) = HEADER.unpack(_read_exact(fd, HEADER.size))
+    return unframe(_read_exact(fd, n))
 
 
 def serve(fd_in: int = 0, fd_out: int = 1) -> None:
-    """A worker: batches in on stdin, outcomes out on stdout, until stdin closes.
+    """A worker: jobs stream in on ``fd_in``, outcomes stream out on ``fd_out``.
 
-    Started by executors/bulk.py as ``python -m dandiget.bulk``; the pipes carry only this
-    process's own pickles (jobs and outcomes), from the parent that started it.
+    In: one :class:`Limits`, then lists of ``(seq, job)``. Out: lists of ``(seq, outcome)``
+    as transfers end. New jobs are taken while others run, so the connections never drain
+    between groups. When ``fd_in`` closes the worker aborts what still runs (removing its
+    temporaries) and exits. Started by executors/bulk.py as ``python -m dandiget.bulk`` (or
+    in a thread, over pipes); the pipes carry only pickles from the process that started it.
     """
-    while True:
-        try:
-            jobs, limits = receive(fd_in)
-        except EOFError:
-            return
-        send(fd_out, run_batch(jobs, limits))
+    try:
+        limits: Limits = receive(fd_in)
+    except EOFError:
+        return
+    m = Multi(limits)
+    ended: list[tuple[int, Outcome]] = []
+    sent = time.monotonic()
+    try:
+        while True:
+            # Outcomes go back in groups (a frame costs both sides a wake-up), but none
+            # waits longer than FLUSH_AFTER.
+            for _fd in m.wait([fd_in], FLUSH_AFTER if ended else 1.0):
+                try:
+                    for seq, job in receive(fd_in):
+                        m.add(seq, job)
+                except EOFError:
+                    return
+            ended += m.step()
+            now = time.monotonic()
+            if ended and (len(ended) >= GROUP or now - sent >= FLUSH_AFTER or not m.active):
+                send(fd_out, ended)
+                ended, sent = [], now
+    finally:
+        m.close()
 
 
 if __name__ == "__main__":

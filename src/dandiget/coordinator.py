@@ -22,7 +22,7 @@ import aiohttp
 
 from . import __version__
 from .api import ApiClient
-from .bulk import Limits
+from .bulk import BULK_MAX_SIZE, BulkJob, Limits
 from .commit import commit_file
 from .digests import combine_part_digests
 from .errors import ChecksumError
@@ -44,6 +44,10 @@ from .transfer import Meter, RefusalMemo, Transferer, discard, range_journal_of
 from .units import Fetch, FileUnit, RangeUnit, Result, Unit
 
 log = logging.getLogger("dandiget")
+
+#: Small public files a run fetches on the ordinary path before it sends them to bulk
+#: workers (executors/bulk.py).
+BULK_AFTER_FILES = 64
 
 PROGRESS_INTERVAL = 0.2  # seconds between progress events for one file
 
@@ -152,6 +156,7 @@ class Coordinator:
         #: Runs the units (None: a local executor on this run's session, made on first use).
         self._executor = executor
         self._bulk: BulkRunner | None = None
+        self._small_files = 0
 
     # ------------------------------------------------------------------ plumbing
 
@@ -333,6 +338,43 @@ class Coordinator:
         if client.token is None:
             await client.authenticate()
         await share(client.instance, client.token)
+
+    async def run_file(self, unit: FileUnit, meter: Meter) -> Result:
+        """A file in one piece: a small public one on a bulk worker (one attempt; what it
+        could not commit takes the ordinary path), any other through the executor."""
+        job = self._bulk_job(unit)
+        if job is not None:
+            runner = self.bulk_runner()
+            assert runner is not None
+            outcome = await runner.fetch(job)
+            stat, why = outcome or (None, "")
+            if stat is not None:
+                meter.add(unit.size)
+                verified = getattr(meter, "verified", None)
+                if verified is not None:
+                    verified()
+                return Result(unit.rec, digest=unit.digest[1], stat=stat, bytes=unit.size)
+            if why:
+                log.debug("%s: again on the ordinary path (%s)", unit.rec, why)
+            if "403" in why:
+                self._refusals.refused(job.url)
+        return await self.run_unit(unit, meter)
+
+    def _bulk_job(self, unit: FileUnit) -> BulkJob | None:
+        """The unit as a bulk job, if it may be one: public, small, in one part, not to be
+        fsynced, past the run's first :data:`BULK_AFTER_FILES` such files (a download of
+        a few files never starts a worker) and not under a prefix that refused."""
+        url = unit.source.url
+        algo, digest = unit.digest
+        if (url is None or unit.size > BULK_MAX_SIZE or unit.sync
+                or (algo == "dandi-etag" and not digest.endswith("-1"))
+                or self._refusals.avoid(url)):
+            return None
+        self._small_files += 1
+        if self._small_files <= BULK_AFTER_FILES or self.bulk_runner() is None:
+            return None
+        return BulkJob(url, str(unit.temp), str(unit.target), unit.size, algo, digest,
+                       unit.mtime_ns)
 
     async def run_unit(self, unit: Unit, meter: Meter) -> Result:
         """Run one unit on the executor; a file committed before a cancellation is still

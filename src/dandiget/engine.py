@@ -349,7 +349,7 @@ class Engine(Coordinator):
         if ranges:
             result = await self.fetch_ranges(unit, ranges, meter)
         else:
-            result = await self.run_unit(unit, meter)
+            result = await self.run_file(unit, meter)
         self.record(result, unit, asset.asset_id)
         self.report.files_downloaded += 1
         self.report.bytes_downloaded += asset.size
