@@ -260,7 +260,6 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
         rel_parent, _, name = entry.key.rpartition("/")
         parent_s = f"{target_s}/{rel_parent}" if rel_parent else target_s
         path_s = f"{parent_s}/{name}"
-        path = Path(path_s)
         remote = RemoteFile(entry.size, entry.modified, ("md5", entry.md5))
         # A folder this run created holds only what this run wrote (keys are unique), so
         # skip the stat there: on a fresh download that is one syscall less per entry.
@@ -269,7 +268,7 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
         record = records.get(erec)
         decision = decide(opts.existing, local, remote, record)
         if decision.action is Action.HASH:
-            got = await asyncio.to_thread(file_hexdigest, path, "md5")
+            got = await asyncio.to_thread(file_hexdigest, Path(path_s), "md5")
             decision = decide_after_hash(remote, got)
             if decision.action is Action.SKIP:
                 local_md5[entry.key] = got
@@ -279,7 +278,7 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
               and record.signature == local.signature()):
             local_md5[entry.key] = record.digest[1]  # the state vouches: no re-hash
         if decision.action is Action.ERROR:
-            raise FileExistsError(f"File {str(path)!r} already exists")
+            raise FileExistsError(f"File {path_s!r} already exists")
         if decision.action is Action.SKIP:
             tracker.entry_skipped(entry.size)
             return
@@ -303,7 +302,8 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
                     await batcher.add(BulkJob(chunk_url, temp_s, path_s, entry.size, "md5",
                                               entry.md5, mtime_ns), erec)
                     return
-        await fetch_entry(FileUnit(erec, path, Path(temp_s), entry.size, ("md5", entry.md5),
+        await fetch_entry(FileUnit(erec, Path(path_s), Path(temp_s), entry.size,
+                                   ("md5", entry.md5),
                                    mtime_ns, fetch_of(entry.key), "zarr"))
 
     async def fetch_entry(unit: FileUnit) -> None:
@@ -341,8 +341,8 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
         except Exception as e:
             tracker.entry_failed(key, e)
 
-    # Public chunks go in batches to worker processes (executors/bulk.py); the rest, and
-    # whatever a batch could not commit, one by one through the executor.
+    # Public chunks stream to worker processes (executors/bulk.py); the rest, and
+    # whatever a worker could not commit, one by one through the executor.
     # The first entries take the ordinary path: a small Zarr never starts a worker, and
     # the run learns meanwhile whether the content host refuses unsigned reads.
     runner = None if (opts.dry_run or base_url is None) else engine.bulk_runner()
@@ -494,14 +494,17 @@ def _local_checksum(root: Path, listed: dict[str, tuple[str, int]],
                     known: dict[str, str]) -> str:
     """Checksum of the local tree for the listed keys, hashing only unverified files."""
     entries = []
-    for key in listed:
+    for key, (_md5, listed_size) in listed.items():
+        md5 = known.get(key)
+        if md5 is not None:  # committed or verified by this run: its size is the listed one
+            entries.append((key, md5, listed_size))
+            continue
         path = root.joinpath(*key.split("/"))
         try:
             size = path.stat().st_size
         except FileNotFoundError:
             continue
-        md5 = known.get(key) or file_hexdigest(path, "md5")
-        entries.append((key, md5, size))
+        entries.append((key, file_hexdigest(path, "md5"), size))
     return zarr_checksum(entries)
 
 

@@ -133,8 +133,8 @@ class _Worker:
 
         self.tasks = [asyncio.create_task(guard(send())), asyncio.create_task(guard(receive()))]
 
-    def submit(self, seq: int, job: bulk.BulkJob, tag: str, batcher: Settler) -> None:
-        self.held[seq] = (job, tag, batcher)
+    def submit(self, seq: int, job: bulk.BulkJob, tag: str, settler: Settler) -> None:
+        self.held[seq] = (job, tag, settler)
         self.outbox.append((seq, job))
         self.wake.set()
 
@@ -171,8 +171,8 @@ class BulkRunner:
 
     By default one worker process per core but one (at most 4; ``DANDIGET_BULK_WORKERS=N``):
     this process lists, plans and records beside them. Measured on 2 cores, a Zarr of 50,000
-    chunks on tmpfs: 1 worker 3.65 s, 2 workers 2.95 s; but a worker is ~25-30 MB, and with
-    two the process tree peaks at ~155 MB, over the 150 MB the benchmark allows.
+    chunks on tmpfs, jobs streamed: 1 worker 3.42 s, 2 workers 3.39 s (the two cores are
+    full either way), and a worker is ~25-30 MB more at the peak.
     """
 
     def __init__(self, limits: bulk.Limits, mode: Mode, workers: int | None = None):
@@ -193,6 +193,8 @@ class BulkRunner:
         self._fetching = 0
 
     async def _workers(self) -> list[_Worker]:
+        if len(self._all) == self.workers:
+            return self._all
         if self._starting is None:
             self._starting = asyncio.Lock()
         async with self._starting:
