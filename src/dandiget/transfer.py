@@ -42,12 +42,17 @@ from .requests import Requester, display_url
 
 log = logging.getLogger("dandiget")
 
-__all__ = ["SMALL_OBJECT", "RefusalMemo", "Source", "Transferer", "discard", "display_url"]
+__all__ = ["SMALL_OBJECT", "MemoryBudget", "RefusalMemo", "Source", "Transferer", "discard", "display_url"]
 
 CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 #: Objects up to this size are fetched into memory and verified before they are written.
 SMALL_OBJECT = 2 << 20
+
+#: Bytes of small objects held in memory at once (:class:`MemoryBudget`): past it, a small
+#: object streams to its temporary file like a large one. Without it, memory grows with the
+#: files in flight (a slow link holds many): 40 files of 1 MiB in flight held ~80 MB.
+SMALL_BUDGET = 32 << 20
 
 #: Chunks at least this large are hashed and written in a worker thread, so hashing (which
 #: releases the GIL) overlaps with the event loop reading the next chunk.
@@ -91,6 +96,25 @@ class RefusalMemo:
 
     def avoid(self, url: str) -> bool:
         return bool(self._counts) and self._counts.get(self.prefix(url), 0) >= self.threshold
+
+
+class MemoryBudget:
+    """Bytes this process may hold for small objects read whole into memory. Never waits:
+    :meth:`take` says no and the caller streams instead, so the budget bounds memory
+    without slowing anything down."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used -= n
 
 
 @dataclass
@@ -238,6 +262,8 @@ class Transferer:
         self.stall = StallClock(config)
         #: Hedged requests started (a straggling part fetched a second time).
         self.hedges = 0
+        #: Small objects held in memory at once (bounded; past it they stream).
+        self.memory = MemoryBudget(SMALL_BUDGET)
 
     def _timeout(self) -> aiohttp.ClientTimeout:
         return self.requester.with_timeouts(sock_read=self.stall.deadline())

@@ -67,15 +67,18 @@ async def _run_file(ctx: WorkerContext, unit: FileUnit, meter: Meter) -> Result:
     temp, target = unit.temp, unit.target
     t = ctx.transferer
     inline = unit.kind == "zarr"  # a Zarr chunk: a thread hand-off costs more than it saves
-    if unit.size <= SMALL_OBJECT:
-        data = await t.fetch_small(source, unit.size, unit.digest, meter)
-        _verified(meter)
-        if inline:
-            write_verified(temp, target, data, unit.mtime_ns)
-            interrupted = False
-        else:
-            interrupted = await to_the_end(asyncio.to_thread(write_verified, temp, target,
-                                                             data, unit.mtime_ns))
+    if unit.size <= SMALL_OBJECT and t.memory.take(unit.size):
+        try:
+            data = await t.fetch_small(source, unit.size, unit.digest, meter)
+            _verified(meter)
+            if inline:
+                write_verified(temp, target, data, unit.mtime_ns)
+                interrupted = False
+            else:
+                interrupted = await to_the_end(asyncio.to_thread(write_verified, temp, target,
+                                                                 data, unit.mtime_ns))
+        finally:
+            t.memory.give(unit.size)
     else:
         await t.fetch(source, temp, unit.size, unit.digest, meter)
         _verified(meter)
