@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 from .. import bulk
 
@@ -144,12 +144,7 @@ class _Worker:
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        if self._out is not None:
-            self._out.close()
-        elif self.proc is not None and self.proc.stdin is not None:
-            self.proc.stdin.close()
-        else:
-            os.close(self._to)
+        _close_end(self._out, self.proc.stdin if self.proc else None, self._to)
         if self.proc is not None:
             try:
                 await asyncio.to_thread(self.proc.wait, 30)
@@ -158,12 +153,18 @@ class _Worker:
                 await asyncio.to_thread(self.proc.wait)
         if self.thread is not None:
             await asyncio.to_thread(self.thread.join)
-        if self._in is not None:
-            self._in.close()
-        elif self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-        else:
-            os.close(self._from)
+        _close_end(self._in, self.proc.stdout if self.proc else None, self._from)
+
+
+def _close_end(transport: asyncio.BaseTransport | None, pipe: IO[bytes] | None,
+               fd: int) -> None:
+    """Close one end of a worker's pipe through whatever owns it."""
+    if transport is not None:
+        transport.close()
+    elif pipe is not None:
+        pipe.close()
+    else:
+        os.close(fd)
 
 
 class BulkRunner:
