@@ -70,6 +70,11 @@ class Limits:
 Outcome = tuple[tuple[int, int, int, int] | None, str]
 
 
+def refused(why: str) -> bool:
+    """Whether a handed-back outcome was the content host refusing the unsigned read."""
+    return why == "HTTP 403"
+
+
 def _matches(algo: str, h: Any, want: str) -> bool:
     if algo == "md5":
         return bool(h.hexdigest() == want)
@@ -211,7 +216,8 @@ class Multi:
         self.free.append(c)
         if error:
             t.close()
-            self.ended.append((t.index, (None, error)))
+            status = c.getinfo(pycurl.RESPONSE_CODE)  # FAILONERROR: say which status
+            self.ended.append((t.index, (None, f"HTTP {status}" if status >= 400 else error)))
             return
         try:
             self.ended.append((t.index, t.commit(c.getinfo(pycurl.RESPONSE_CODE))))
@@ -277,27 +283,6 @@ class Multi:
             c.close()
         self.multi.close()
         self.selector.close()
-
-
-def run_batch(jobs: Sequence[BulkJob], limits: Limits) -> list[Outcome]:
-    """Fetch, verify and commit every job; one outcome per job, in order. Never raises for
-    a job's own failure (that is its outcome); raises only if the machinery itself fails."""
-    if pycurl is None:
-        return [(None, "pycurl is not installed")] * len(jobs)
-    outcomes: list[Outcome] = [(None, "not attempted")] * len(jobs)
-    m = Multi(Limits(max(1, min(limits.connections, len(jobs))), limits.connect_timeout,
-                     limits.stall, limits.user_agent))
-    try:
-        for i, job in enumerate(jobs):
-            m.add(i, job)
-        while m.busy:
-            for i, outcome in m.step():
-                outcomes[i] = outcome
-            if m.busy:
-                m.wait()
-    finally:
-        m.close()
-    return outcomes
 
 
 # --------------------------------------------------------------------------- worker process

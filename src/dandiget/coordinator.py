@@ -22,7 +22,7 @@ import aiohttp
 
 from . import __version__
 from .api import ApiClient
-from .bulk import BULK_MAX_SIZE, BulkJob, Limits
+from .bulk import BULK_MAX_SIZE, BulkJob, Limits, refused
 from .commit import commit_file
 from .digests import combine_part_digests
 from .errors import ChecksumError
@@ -30,7 +30,7 @@ from .events import Event, Failed, Listener, Message, Progress, Verified
 from .executors import Executor
 from .executors.bulk import BulkRunner, bulk_mode
 from .executors.local import LocalExecutor
-from .executors.work import UnitInterrupted, WorkerContext, to_the_end
+from .executors.work import UnitInterrupted, WorkerContext, mark_verified, to_the_end
 from .instances import Instance
 from .listing import RemoteAsset, known_total_size
 from .options import DownloadOptions
@@ -350,13 +350,11 @@ class Coordinator:
             stat, why = outcome or (None, "")
             if stat is not None:
                 meter.add(unit.size)
-                verified = getattr(meter, "verified", None)
-                if verified is not None:
-                    verified()
+                mark_verified(meter)
                 return Result(unit.rec, digest=unit.digest[1], stat=stat, bytes=unit.size)
             if why:
                 log.debug("%s: again on the ordinary path (%s)", unit.rec, why)
-            if "403" in why:
+            if refused(why):
                 self._refusals.refused(job.url)
         return await self.run_unit(unit, meter)
 
@@ -406,9 +404,7 @@ class Coordinator:
             await asyncio.to_thread(_discard_ranges, temp, ranges)
             meter.rollback(unit.size)
             raise ChecksumError(unit.digest[0], etag, unit.digest[1])
-        verified = getattr(meter, "verified", None)
-        if verified is not None:
-            verified()
+        mark_verified(meter)
         interrupted = await to_the_end(asyncio.to_thread(
             commit_file, temp, target, unit.mtime_ns, sync=unit.sync, size=unit.size))
         await asyncio.to_thread(_discard_ranges, temp, ranges)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .bulk import BULK_MAX_SIZE, BulkJob
+from .bulk import BULK_MAX_SIZE, BulkJob, refused
 from .commit import remove_path
 from .coordinator import Coordinator, UrlJob
 from .digests import (
@@ -329,7 +329,7 @@ async def download_zarr(engine: Coordinator, job: UrlJob, asset: RemoteAsset, ta
     async def not_in_bulk(job: BulkJob, erec: str, why: str) -> None:
         key = erec[len(rec) + 1:]
         log.debug("%s: again on the ordinary path (%s)", erec, why)
-        if "403" in why:
+        if refused(why):
             refusals.refused(job.url)
         try:
             async with retry_slots:  # -J N:M holds for these too

@@ -70,7 +70,7 @@ async def _run_file(ctx: WorkerContext, unit: FileUnit, meter: Meter) -> Result:
     if unit.size <= SMALL_OBJECT and t.memory.take(unit.size):
         try:
             data = await t.fetch_small(source, unit.size, unit.digest, meter)
-            _verified(meter)
+            mark_verified(meter)
             if inline:
                 write_verified(temp, target, data, unit.mtime_ns)
                 interrupted = False
@@ -81,7 +81,7 @@ async def _run_file(ctx: WorkerContext, unit: FileUnit, meter: Meter) -> Result:
             t.memory.give(unit.size)
     else:
         await t.fetch(source, temp, unit.size, unit.digest, meter)
-        _verified(meter)
+        mark_verified(meter)
         if inline:
             commit_file(temp, target, unit.mtime_ns, sync=unit.sync)
             interrupted = False
@@ -97,7 +97,7 @@ async def _run_file(ctx: WorkerContext, unit: FileUnit, meter: Meter) -> Result:
     return result
 
 
-def _verified(meter: Meter) -> None:
+def mark_verified(meter: Meter) -> None:
     hook = getattr(meter, "verified", None)
     if hook is not None:
         hook()
