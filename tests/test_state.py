@@ -96,3 +96,83 @@ def test_disk_full(archive_factory, tiny_disk) -> None:
     assert (tiny_disk / "000009" / "fits.txt").read_bytes() == b"small"
     msg = " ".join(o.message for o in exc.value.report.errors)
     assert "No space left on device" in msg
+
+
+def _fill(folder: Path) -> None:
+    """Write a ballast file in ``folder`` until its filesystem has not one byte left."""
+    fd = os.open(folder / "ballast", os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 16, 4096, 1):
+            while True:
+                try:
+                    os.write(fd, b"\0" * size)
+                except OSError:
+                    break
+    finally:
+        os.close(fd)
+
+
+def test_disk_full_fails_only_the_file_that_does_not_fit(archive_factory, tiny_disk) -> None:
+    """The small file writes while the large one holds the last byte of the disk: it waits
+    for the large one to fail (and remove its temporary), then fits; only the large fails."""
+    import re
+    import threading
+
+    from dandiget.events import Failed, Message
+    from dandiget.instances import register_instance, unregister_instance
+    from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec
+
+    from .conftest import wait_until
+
+    archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000009", assets=[
+        BlobSpec(path="fits.txt", content=b"small"),
+        BlobSpec(path="huge.bin", size=3 << 20, seed=9)])]))
+
+    def held(path: str, at: int):
+        url = archive.asset("000009", path).content_url
+        return archive.inject(re.escape("/" + url.split("://", 1)[1].split("/", 1)[1]),
+                              host="content", pause_at=at)
+
+    small, large = held("fits.txt", 0), held("huge.bin", 256 << 10)
+    small_met_full = threading.Event()
+
+    def listen(event: object) -> None:
+        if getattr(event, "path", None) == "000009/fits.txt" and (
+                isinstance(event, Failed) or (isinstance(event, Message) and "disk full"
+                                              in (event.message or ""))):
+            small_met_full.set()
+
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            download(f"dandi://{archive.instance.name}/000009", tiny_disk, format="plain",
+                     ignore_free_space=True, quiet=True, listeners=[listen])
+            outcome.append(None)
+        except BaseException as e:  # handed to the test's thread
+            outcome.append(e)
+
+    register_instance(archive.instance)
+    worker = threading.Thread(target=run)
+    try:
+        worker.start()
+        assert small.wait_paused() and large.wait_paused()
+        folder = tiny_disk / "000009"
+        wait_until(lambda: sum(p.stat().st_size for p in folder.glob(".huge.bin.*"))
+                   >= 256 << 10, "the large file's first 256 KiB on disk")
+        _fill(folder)
+        small.release()  # its one write meets a full disk
+        assert small_met_full.wait(60)
+        large.release()  # its next write fails; its temporary goes, freeing 256 KiB
+        worker.join(120)
+        assert not worker.is_alive()
+    finally:
+        small.release()
+        large.release()
+        unregister_instance(archive.instance.name)
+    assert isinstance(outcome[0], DownloadFailed)
+    failed = {o.path: o.message for o in outcome[0].report.errors}
+    assert list(failed) == ["000009/huge.bin"]
+    assert "No space left on device" in failed["000009/huge.bin"]
+    assert (folder / "fits.txt").read_bytes() == b"small"
+    assert sorted(p.name for p in folder.iterdir()) == ["ballast", "dandiset.yaml", "fits.txt"]

@@ -38,7 +38,7 @@ from .paths import Confinement
 from .plan import LocalStat
 from .report import DownloadReport, FileOutcome
 from .resolve import ParsedURL, URLKind, relative_download_path
-from .space import NotEnoughSpace, SpaceCheck, bytes_under
+from .space import FullDisk, NotEnoughSpace, SpaceCheck, bytes_under
 from .state import FileRow, LocalState, OutputLock
 from .transfer import Meter, RefusalMemo, Transferer, discard, range_journal_of
 from .units import Fetch, FileUnit, RangeUnit, Result, Unit
@@ -151,6 +151,7 @@ class Coordinator:
         self._space: SpaceCheck | None = None
         self._space_guard = asyncio.Lock()
         self._space_error: NotEnoughSpace | None = None
+        self.full_disk = FullDisk(lambda rec, msg: self.emit(Message(rec, message=msg)))
         #: id(job) -> the job's known total size (None: not known before its listing ends).
         self._job_totals: dict[int, int | None] = {}
         #: Runs the units (None: a local executor on this run's session, made on first use).
@@ -401,13 +402,13 @@ class Coordinator:
         md5s = dict(p for r in results for p in r.part_md5s)
         etag = combine_part_digests(bytes.fromhex(md5s[i]) for i in sorted(md5s))
         if etag != unit.digest[1]:
-            await asyncio.to_thread(_discard_ranges, temp, ranges)
+            await asyncio.to_thread(discard_ranges, temp, ranges)
             meter.rollback(unit.size)
             raise ChecksumError(unit.digest[0], etag, unit.digest[1])
         mark_verified(meter)
         interrupted = await to_the_end(asyncio.to_thread(
             commit_file, temp, target, unit.mtime_ns, sync=unit.sync, size=unit.size))
-        await asyncio.to_thread(_discard_ranges, temp, ranges)
+        await asyncio.to_thread(discard_ranges, temp, ranges)
         stat = LocalStat.of(target)
         result = Result(unit.rec, digest=etag, stat=stat.signature() if stat else None)
         if interrupted:
@@ -417,7 +418,8 @@ class Coordinator:
 
 
 
-def _discard_ranges(temp: Path, ranges: list[tuple[int, int]]) -> None:
+def discard_ranges(temp: Path, ranges: list[tuple[int, int]]) -> None:
+    """Remove a file split into ranges: its temporary and every range's journal."""
     discard(temp)  # and a journal a single-process run left
     for first, _last in ranges:
         range_journal_of(temp, first).unlink(missing_ok=True)

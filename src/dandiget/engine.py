@@ -13,7 +13,7 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from . import __version__
 from .api import ApiClient
 from .commit import prepare_parent, remove_path
 from .config import DEFAULT_JOBS
-from .coordinator import Coordinator, FileMeter, UrlJob
+from .coordinator import Coordinator, FileMeter, UrlJob, discard_ranges
 from .dandiset_yaml import read_dandiset_yaml, write_dandiset_yaml
 from .digests import etag_parts, file_dandi_etag
 from .errors import DandigetError, DownloadFailed, UnsafePathError
@@ -57,8 +57,8 @@ from .resolve import (
 )
 from .space import NotEnoughSpace
 from .state import LocalState
-from .transfer import Transferer
-from .units import FileUnit
+from .transfer import Transferer, discard
+from .units import FileUnit, Result
 from .zarr import download_zarr
 
 __all__ = ["DownloadOptions", "Engine", "FileMeter", "UrlJob", "run_download"]
@@ -346,10 +346,15 @@ class Engine(Coordinator):
                         sync=asset.size >= FSYNC_THRESHOLD)
         ranges = (self.executor.ranges(asset.size, len(etag_parts(asset.size)))
                   if asset.size >= self.options.config.multipart_threshold else None)
-        if ranges:
-            result = await self.fetch_ranges(unit, ranges, meter)
-        else:
-            result = await self.run_file(unit, meter)
+
+        def attempt() -> Awaitable[Result]:
+            meter.rollback(meter.done)  # a second try after a full disk counts from zero
+            return (self.fetch_ranges(unit, ranges, meter) if ranges
+                    else self.run_file(unit, meter))
+
+        result = await self.full_disk.write(
+            rec, target.parent, asset.size, attempt,
+            lambda: discard_ranges(temp, ranges) if ranges else discard(temp))
         self.record(result, unit, asset.asset_id)
         self.report.files_downloaded += 1
         self.report.bytes_downloaded += asset.size

@@ -13,19 +13,31 @@ disk that is too small is otherwise found late, mid-way through a large file. Th
 Both give one :class:`NotEnoughSpace` that stops the run. Temporaries need no extra room
 (each becomes its file by a rename); a file being replaced briefly exists twice, which the
 check ignores. ``--ignore-free-space`` skips it all.
+
+When a disk fills anyway (the check skipped, another program writing), :class:`FullDisk`
+makes the failure fall on the files that do not fit rather than on whichever file happened
+to write while a larger one held the space.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import itertools
 import os
 import shutil
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .compat.humanize import naturalsize
 from .errors import DandigetError
 
 #: How to go ahead anyway (named in the error).
 OVERRIDE = "--ignore-free-space"
+
+
+T = TypeVar("T")
 
 
 class NotEnoughSpace(DandigetError):
@@ -96,3 +108,62 @@ class SpaceCheck:
                               f"{what} (with the {self._started} bytes started before it)"
                               if self._started else what)
         self._started += size
+
+
+class FullDisk:
+    """One more try for a file whose write met a full disk, once every file that was being
+    written at that moment has ended (committed, or failed and removed its temporary), and
+    only if it fits then: tries run one at a time, so they cannot fill the disk for each
+    other again. A file that does not fit fails with its original error.
+
+    A file that met a full disk loses its temporary (``clean``): its bytes are the room the
+    others need, and with the free-space check on, only something outside the run or
+    ``--ignore-free-space`` lets a disk fill mid-run."""
+
+    def __init__(self, announce: Callable[[str, str], None] = lambda rec, msg: None):
+        self._announce = announce
+        self._ids = itertools.count()
+        self._writing: set[int] = set()
+        self._waiting: list[tuple[set[int], asyncio.Event]] = []
+        self._retry = asyncio.Lock()
+
+    async def write(self, rec: str, folder: Path, size: int,
+                    attempt: Callable[[], Awaitable[T]], clean: Callable[[], None]) -> T:
+        """``attempt()``, and once more after a full disk if ``size`` bytes fit then."""
+        try:
+            return await self._tracked(attempt, clean)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            full = e
+        others = set(self._writing)
+        if others:
+            self._announce(rec, f"disk full: waiting for {len(others)} other file(s) "
+                                "being written to end")
+            entry = (others, asyncio.Event())
+            self._waiting.append(entry)
+            try:
+                await entry[1].wait()
+            finally:
+                self._waiting.remove(entry)
+        async with self._retry:
+            free = free_bytes(folder)
+            if free is not None and free < size:
+                raise full
+            return await self._tracked(attempt, clean)
+
+    async def _tracked(self, attempt: Callable[[], Awaitable[T]],
+                       clean: Callable[[], None]) -> T:
+        me = next(self._ids)
+        self._writing.add(me)
+        try:
+            return await attempt()
+        except OSError as e:
+            if e.errno == errno.ENOSPC:
+                await asyncio.to_thread(clean)  # before the waiters look at the free space
+            raise
+        finally:
+            self._writing.discard(me)
+            for others, ended in self._waiting:
+                if not others & self._writing:
+                    ended.set()
