@@ -109,6 +109,17 @@ def dask_support(binary: str) -> str | None:
 # --------------------------------------------------------------------------- the cluster
 
 
+# Run by a child of start_cluster: waits until N workers registered, prints how many there are.
+REGISTERED = """\
+import sys
+from distributed import Client
+address, n, timeout = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+with Client(address, timeout=timeout, set_as_default=False) as client:
+    client.wait_for_workers(n, timeout=timeout)
+    print(len(client.scheduler_info()["workers"]))
+"""
+
+
 @dataclass
 class Cluster:
     address: str
@@ -144,11 +155,20 @@ def start_cluster(nodes: netns.Nodes, n: int, work: Path, threads: int,
                      "--dashboard-address", ":0", "--local-directory", str(local),
                      "--name", f"node{i}"],
                     stdin=subprocess.DEVNULL, stdout=log, stderr=log))
-        from distributed import Client
-
-        with Client(address, timeout=timeout) as client:
-            client.wait_for_workers(n, timeout=timeout)
-            got = len(client.scheduler_info()["workers"])
+        # Asked from a child, not with a Client in this process: a SIGTERM (KeyboardInterrupt)
+        # while such a Client started or closed left it half closed, and its __del__ at the
+        # interpreter's exit waited 2 x timeout for an IO loop thread that no longer ran.
+        with open(logs / "registered.log", "ab") as log:
+            ask = REGISTRY.popen([py, "-c", REGISTERED, address, str(n), str(timeout)],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log)
+        try:
+            answer, _ = ask.communicate(timeout=timeout + 60)
+        finally:
+            REGISTRY.stop(ask)
+        if ask.returncode != 0:
+            raise RuntimeError(f"the workers did not register (exit code {ask.returncode}; "
+                               f"see {logs / 'registered.log'})")
+        got = int(answer)
         if got != n:
             raise RuntimeError(f"{got} workers registered, {n} expected")
     except BaseException:

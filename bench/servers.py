@@ -17,7 +17,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +37,39 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
         pass
 
 
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM are noted, not handled, inside; delivered on the way out.
+
+    ``preexec_fn`` makes ``subprocess`` run the interpreter's at-fork hooks in this process
+    around the fork, and logging's are Python functions (``_acquireLock`` before,
+    ``_releaseLock`` after). A signal that comes during the fork has its Python handler run
+    inside one of them, where an exception is only printed ("Exception ignored in:
+    <function _releaseLock>") and dropped: the KeyboardInterrupt of a SIGTERM handler
+    (scaling.py, run.py) or of Ctrl-C was lost, and logging's lock stayed held by this
+    thread for good, so every other thread that logs (the IO loop of each later Dask client)
+    blocked and the benchmark neither stopped nor got on. Here the signal is noted and
+    raised again once the child has started and is registered, in ordinary code.
+    """
+    if (threading.current_thread() is not threading.main_thread()  # handlers run there only
+            or any(signal.getsignal(s) is None for s in HELD_SIGNALS)):  # not set from Python
+        yield
+        return
+    noted: list[int] = []
+    old = {s: signal.signal(s, lambda signum, _frame: noted.append(signum))
+           for s in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)  # the real handler runs now (or the default action)
+
+
 @dataclass
 class Registry:
     procs: list[subprocess.Popen] = field(default_factory=list)
@@ -42,8 +77,9 @@ class Registry:
 
     def popen(self, cmd: list[str], **kw: Any) -> subprocess.Popen:
         kw.setdefault("start_new_session", True)
-        p = subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kw)
-        self.procs.append(p)
+        with _signals_held():  # registered before an interrupt can escape, too
+            p = subprocess.Popen(cmd, preexec_fn=_die_with_parent, **kw)
+            self.procs.append(p)
         return p
 
     def tempdir(self, prefix: str, parent: Path | None = None) -> Path:
