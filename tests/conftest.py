@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import subprocess
 import threading
 import time
@@ -18,6 +19,7 @@ from aiohttp import web
 from dandiget.config import TransferConfig
 from dandiget.instances import register_instance, unregister_instance
 from dandiget.retry import RetryPolicy
+from dandiget.testing import TestArchive
 
 #: The test archive's fixtures are opt-in (installing dandiget does not load them into every
 #: pytest session); this repository's tests opt in here.
@@ -77,6 +79,12 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
     yield start
     for runner in runners:
         await runner.cleanup()
+
+
+def object_path(archive: TestArchive, path: str, dandiset: str = "000001") -> str:
+    """A regex for the content-host path of one blob asset (a fault for that one only)."""
+    url = archive.asset(dandiset, path).content_url
+    return re.escape("/" + url.split("://", 1)[1].split("/", 1)[1])
 
 
 @contextlib.contextmanager

@@ -115,23 +115,21 @@ def _fill(folder: Path) -> None:
 def test_disk_full_fails_only_the_file_that_does_not_fit(archive_factory, tiny_disk) -> None:
     """The small file writes while the large one holds the last byte of the disk: it waits
     for the large one to fail (and remove its temporary), then fits; only the large fails."""
-    import re
     import threading
 
     from dandiget.events import Failed, Message
     from dandiget.instances import register_instance, unregister_instance
     from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec
 
-    from .conftest import wait_until
+    from .conftest import object_path, wait_until
 
     archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000009", assets=[
         BlobSpec(path="fits.txt", content=b"small"),
         BlobSpec(path="huge.bin", size=3 << 20, seed=9)])]))
 
     def held(path: str, at: int):
-        url = archive.asset("000009", path).content_url
-        return archive.inject(re.escape("/" + url.split("://", 1)[1].split("/", 1)[1]),
-                              host="content", pause_at=at)
+        return archive.inject(object_path(archive, path, "000009"), host="content",
+                              pause_at=at)
 
     small, large = held("fits.txt", 0), held("huge.bin", 256 << 10)
     small_met_full = threading.Event()

@@ -8,7 +8,6 @@ changed since, is still dandi-cli's "already exists" error.
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -17,19 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from dandiget.digests import MiB
-from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec, TestArchive, ZarrSpec
+from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec, ZarrSpec
+
+from .conftest import object_path
 
 SMALL = {f"small/{c}.txt": f"{c}\n".encode() for c in "abcd"}
 
 
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "dandiget.cli", *args]
-
-
-def object_path(archive: TestArchive, path: str) -> str:
-    """A regex for the content-host path of one asset (to slow down that one only)."""
-    url = archive.asset("000001", path).content_url
-    return re.escape("/" + url.split("://", 1)[1].split("/", 1)[1])
 
 
 def interrupt_when(proc: subprocess.Popen[str], ready: Any) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from dandiget.digests import MiB
 from dandiget.testing import ArchiveSpec, BlobSpec, DandisetSpec, ZarrSpec
 
+from .conftest import object_path
 from .ux_terminal import Terminal, run_in_terminal
 
 LONG = "sub-01/sub-01_ses-{:02d}_acq-a-rather-long-acquisition-label_ecephys.nwb"
@@ -71,9 +72,9 @@ def test_log_lines_print_above_the_live_display(archive_factory, tmp_path) -> No
     spec = many_files(2)
     spec.dandisets[0].assets.append(BlobSpec("slow.bin", size=64 * 1024, seed=4))
     archive = archive_factory(spec)
-    slow = archive.asset("000001", "slow.bin").content_url.split("://", 1)[1].split("/", 1)[1]
-    archive.inject(re.escape(slow), host="content", corrupt=True, times=1)
-    archive.inject(re.escape(slow), host="content", rate=64 * 1024)
+    slow = object_path(archive, "slow.bin")
+    archive.inject(slow, host="content", corrupt=True, times=1)
+    archive.inject(slow, host="content", rate=64 * 1024)
     term = Terminal(["download", f"{archive.api_url}/dandisets/000001/", "-o", str(tmp_path)])
     term.wait_for(lambda t: any(s.startswith("PATH ") for s in t.lines()))
     assert b"WARNING" not in term.raw  # the table is on screen before the warning comes
@@ -210,9 +211,7 @@ def test_interrupt_shows_what_was_done(archive_factory, tmp_path) -> None:
     """Ctrl-C typed in the terminal: a word on what was done, no success-looking summary."""
     archive = archive_factory(ArchiveSpec(dandisets=[DandisetSpec(identifier="000001", assets=[
         BlobSpec("a.txt", b"a\n"), BlobSpec("big.bin", size=20 * MiB, seed=2)])]))
-    big = archive.asset("000001", "big.bin").content_url
-    archive.inject(re.escape(big.split("://", 1)[1].split("/", 1)[1]), host="content",
-                   rate=1 * MiB)
+    archive.inject(object_path(archive, "big.bin"), host="content", rate=1 * MiB)
     term = Terminal(["download", f"{archive.api_url}/dandisets/000001/", "-o",
                      str(tmp_path)])
     term.wait_for(lambda t: any("big.bin" in s and "downloading" in s for s in t.lines())

@@ -120,7 +120,7 @@ class FullDisk:
     others need, and with the free-space check on, only something outside the run or
     ``--ignore-free-space`` lets a disk fill mid-run."""
 
-    def __init__(self, announce: Callable[[str, str], None] = lambda rec, msg: None):
+    def __init__(self, announce: Callable[[str, str], None]):
         self._announce = announce
         self._ids = itertools.count()
         self._writing: set[int] = set()
